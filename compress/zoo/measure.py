@@ -1,0 +1,40 @@
+"""The paper's measurements: trainable parameters, fvcore FLOPs (eval mode), fp32 state_dict size in MiB."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters (BN gamma/beta included, running stats not, dead modules included), as the paper."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_mflops(model: nn.Module, in_chans: int = 3, input_size: int = 32) -> float:
+    """fvcore's count in millions at batch 1, eval mode. fvcore counts one multiply-add as one "flop" (so these are
+    MMACs for conv/linear) plus BatchNorm and average pooling; it skips activations, adds and shuffles."""
+    was_training = model.training
+    model.eval()
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fvcore traces with torch.jit, which warns about its own deprecation
+            from fvcore.nn import FlopCountAnalysis
+
+            analysis = FlopCountAnalysis(model, torch.zeros(1, in_chans, input_size, input_size))
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            return analysis.total() / 1e6
+    finally:
+        model.train(was_training)
+
+
+def state_dict_mib(model: nn.Module) -> float:
+    """Size of `torch.save(model.state_dict())` in MiB (the paper's size, less Lightning's few KB of metadata)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell() / 2**20
