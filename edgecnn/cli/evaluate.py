@@ -1,0 +1,42 @@
+"""`edgecnn eval`: accuracy of a run or checkpoint on a split, over every image of it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from .console import out
+from .options import CheckpointOpt, DataDirOpt, JsonOpt, RunOpt, RunsDirOpt
+
+
+def evaluate(
+    checkpoint: CheckpointOpt = None,
+    run: RunOpt = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="With --dataset: the newest finished run.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset of the run.")] = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    which: Annotated[str, typer.Option(help="best or last checkpoint of a run.")] = "best",
+    data_dir: DataDirOpt = None,
+    runs_dir: RunsDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a trained model: --checkpoint PATH, --run DIR, or --model M --dataset D (newest finished run)."""
+    from edgecnn.compress.train import evaluate as evaluate_split
+    from edgecnn.data import load_dataset
+    from edgecnn.runs import build_from_checkpoint, load_checkpoint, resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint=checkpoint, run=run, model=model, dataset=dataset, root=runs_dir, which=which)
+    payload = load_checkpoint(path)
+    net = build_from_checkpoint(payload, model=model, source=str(path))
+    described = payload["data"]
+    data = load_dataset(described["dataset"], data_dir, in_chans=payload["in_chans"])
+    loss, correct, count = evaluate_split(net, data.split(split), described["mean"], described["std"])
+    report = {"checkpoint": str(path), "model": payload["model"], "dataset": described["dataset"], "split": split,
+              "accuracy": correct / count, "loss": loss / count, "images": count}
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        out.print(f"{payload['model']} on {described['dataset']} {split}: accuracy {correct / count:.2%} "
+                  f"({correct}/{count}), loss {loss / count:.4f}  [{path}]", markup=False, highlight=False)
