@@ -181,8 +181,11 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike[str] |
         run_dir = Path(resume)
         if not (run_dir / "config.json").is_file():
             raise EdgecnnError(f"cannot resume {run_dir}: not a run directory (no config.json)")
-        saved = json.loads((run_dir / "config.json").read_text())["train"]
-        config = TrainConfig(**{k: v for k, v in saved.items() if k != "resolved"})
+        try:
+            saved = Run(run_dir).config["train"]
+            config = TrainConfig(**{k: v for k, v in saved.items() if k != "resolved"})
+        except (KeyError, TypeError) as error:
+            raise EdgecnnError(f"cannot resume {run_dir}: its config.json is not an edgecnn run's") from error
         if (run_dir / "last.pt").is_file():
             state = load_checkpoint(run_dir / "last.pt")
         if (run_dir / "result.json").is_file():

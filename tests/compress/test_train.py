@@ -151,3 +151,12 @@ def test_recipes_follow_the_paper():
 def test_micronet_recipe_with_mixup_runs(data_dir, tmp_path):
     run = train(config(data_dir, tmp_path, "m", recipe="micronet", epochs=1, model="micronet-densenet"))
     assert run.result["epochs"] == 1
+
+
+def test_resume_with_a_damaged_config_is_a_one_line_error(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(EdgecnnError, match="cannot read"):
+        train(resume=tmp_path)
+    (tmp_path / "config.json").write_text('{"model": "exp13"}')
+    with pytest.raises(EdgecnnError, match="not an edgecnn run's"):
+        train(resume=tmp_path)
