@@ -22,7 +22,7 @@ import math
 import os
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -83,8 +83,8 @@ class Dataset:
     test: Split
     classes: tuple[str, ...]
     in_chans: int
-    mean: tuple[float, ...] = field(default=())
-    std: tuple[float, ...] = field(default=())
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
     def split(self, name: str) -> Split:
         if name not in ("train", "val", "test"):

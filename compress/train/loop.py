@@ -310,8 +310,7 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
                 on_batch(epoch, step)
         train_time = time.perf_counter() - started
         loss_sum, correct, seen = ddp.sum(loss_sum, correct, seen)
-        val_loss, val_correct, val_n = ddp.sum(*evaluate(model, data.val, data.mean, data.std, device=device,
-                                                         shard=(ddp.rank, ddp.world), channels_last=channels_last))
+        val_loss, val_correct, val_n = _evaluate_all(model, data, "val", device, ddp, channels_last)
         train_loss = loss_sum / seen
         if recipe.schedule == "plateau":
             scheduler.step(train_loss)
@@ -348,12 +347,17 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
     return Run(run_dir)
 
 
+def _evaluate_all(model, data: Dataset, split: str, device, ddp: _Dist, channels_last: bool) -> list[float]:
+    """(summed loss, correct, count) over the whole split: each rank takes its shard, the sums are all-reduced."""
+    return ddp.sum(*evaluate(model, data.split(split), data.mean, data.std, device=device,
+                             shard=(ddp.rank, ddp.world), channels_last=channels_last))
+
+
 def _finish(model, data: Dataset, run_dir: Path | None, device, ddp: _Dist, channels_last: bool, history, best,
             params: int, mflops: float) -> dict:
     """Test accuracy over every test image, for the last epoch and for the best-validation checkpoint."""
     def test_acc() -> tuple[float, float]:
-        loss, correct, n = ddp.sum(*evaluate(model, data.test, data.mean, data.std, device=device,
-                                             shard=(ddp.rank, ddp.world), channels_last=channels_last))
+        loss, correct, n = _evaluate_all(model, data, "test", device, ddp, channels_last)
         return correct / n, loss / n
 
     last_acc, last_loss = test_acc()
