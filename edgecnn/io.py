@@ -40,3 +40,13 @@ def cache_dir() -> Path:
     if os.environ.get("EDGECNN_CACHE_DIR"):
         return Path(os.environ["EDGECNN_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -112,16 +112,18 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: (r.config.get("created", ""), r.path.name))
 
 
-def find_run(model: str, dataset: str, root: str | os.PathLike[str] | None = None) -> Run:
-    """The newest finished run of `model` on `dataset`; a one-line error saying how to train one otherwise."""
+def find_run(model: str, dataset: str | None, root: str | os.PathLike[str] | None = None) -> Run:
+    """The newest finished run of `model` on `dataset` (any dataset when None); a one-line error saying how to
+    train one otherwise."""
     from edgecnn.compress.zoo import resolve
     from edgecnn.data import dataset_info
 
-    name, data = resolve(model), dataset_info(dataset).name
-    matches = [r for r in list_runs(root) if r.finished and r.config["model"] == name and r.config["dataset"] == data]
+    name, data = resolve(model), dataset_info(dataset).name if dataset else None
+    matches = [r for r in list_runs(root) if r.finished and r.config["model"] == name
+               and (data is None or r.config["dataset"] == data)]
     if not matches:
-        raise EdgecnnError(f"no finished run of {name} on {data} in {runs_root(root)}; train one with "
-                           f"'edgecnn train --model {name} --dataset {data}'")
+        raise EdgecnnError(f"no finished run of {name}{f' on {data}' if data else ''} in {runs_root(root)}; train "
+                           f"one with 'edgecnn train --model {name} --dataset {data or 'fashion-mnist'}'")
     return matches[-1]
 
 
@@ -134,6 +136,6 @@ def resolve_checkpoint(*, checkpoint: str | None = None, run: str | None = None,
         if not (Path(run) / "config.json").is_file():
             raise EdgecnnError(f"{run} is not a run directory (no config.json)")
         return Run(Path(run)).checkpoint(which)
-    if model and dataset:
+    if model:
         return find_run(model, dataset, root).checkpoint(which)
     raise EdgecnnError("say which model: --checkpoint PATH, --run DIR, or --model NAME --dataset NAME")

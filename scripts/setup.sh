@@ -13,4 +13,7 @@ fi
 # Pinned here, not in pyproject: on this project's machines pip takes these wheels from local disk; an unpinned
 # `torch` could pull a different multi-GB build.
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+# The export stack at the versions whose API sequences were checked (../shared/toolchain-feasibility.md).
+.venv/bin/python -m pip install -q onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.31.1 onnxsim==0.8.1 \
+    litert-torch==0.10.0
 .venv/bin/python -m pip install -q -e '.[dev]'

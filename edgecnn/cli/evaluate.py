@@ -14,7 +14,7 @@ from .options import CheckpointOpt, DataDirOpt, JsonOpt, RunOpt, RunsDirOpt
 def evaluate(
     checkpoint: CheckpointOpt = None,
     run: RunOpt = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="With --dataset: the newest finished run.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The newest finished run of this model (on --dataset if given).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset of the run.")] = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     which: Annotated[str, typer.Option(help="best or last checkpoint of a run.")] = "best",

@@ -1,0 +1,88 @@
+"""TFLite through litert-torch: fp32 by `litert_torch.convert`, full int8 by the PT2E quantizer.
+
+The int8 path (as measured in ../shared/toolchain-feasibility.md):
+- `torch.export.export(..., strict=True)`: non-strict export drops the `source_fn_stack` metadata that
+  litert-torch's add/mul/cat annotators need, which leaves residual adds in float between (DE)QUANTIZE ops.
+- symmetric per-channel int8 weights, int8 activations; the file has int8 input and int8 output, which the
+  runner (de)quantizes with the tensors' own scale and zero point.
+- calibration runs batches of 100 through a module exported with a dynamic batch dimension (the file itself is
+  converted at batch 1); image by image, 1000 images took 3 minutes on exp13.
+
+Files are exported at batch 1 (the deployment case); the runner feeds larger batches one image at a time.
+fp16-weight files are not produced: litert-converter 0.5 exposes no float16 option and ai-edge-quantizer 0.10 has no
+float16 recipe, so it would need TensorFlow's converter.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgecnn.io import atomic_write_bytes
+
+CALIBRATION_BATCH = 100
+
+
+def _quiet() -> None:
+    """litert-torch prints a task tree to stdout through its own rich console; edgecnn shows its own progress."""
+    import litert_torch.progress
+
+    litert_torch.progress.console.quiet = True
+
+
+def _write(edge_model, path: str | Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="edgecnn-tflite-") as tmp:
+        staged = Path(tmp) / "model.tflite"
+        edge_model.export(str(staged))
+        atomic_write_bytes(path, staged.read_bytes())
+
+
+def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int) -> dict:
+    import litert_torch
+
+    _quiet()
+    edge = litert_torch.convert(model.eval(), (torch.zeros(1, in_chans, 32, 32),))
+    _write(edge, path)
+    return {"batch": 1, "layout": "NCHW", "input_dtype": "float32"}
+
+
+def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibration: np.ndarray,
+                on_batch=None) -> dict:
+    import litert_torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    _quiet()
+    sample = torch.zeros(1, in_chans, 32, 32)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    graph = torch.export.export(copy.deepcopy(model).eval(), (torch.zeros(2, in_chans, 32, 32),),
+                                dynamic_shapes=({0: batch},), strict=True).module()
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(graph, quantizer)
+    images = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
+    with torch.no_grad():
+        for start in range(0, len(images), CALIBRATION_BATCH):
+            prepared(images[start:start + CALIBRATION_BATCH])
+            if on_batch:
+                on_batch(len(images[start:start + CALIBRATION_BATCH]))
+    quantized = convert_pt2e(prepared, fold_quantize=False)
+    edge = litert_torch.convert(quantized, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    _write(edge, path)
+    return {"batch": 1, "layout": "NCHW", "input_dtype": "int8", "weights": "int8 per-channel symmetric",
+            "calibration": "minmax (PT2E observers)", "calibration_images": len(calibration)}
+
+
+def count_ops(path: str | Path) -> dict[str, int]:
+    """Operator histogram of a .tflite file (for graph checks and reports)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    counts: dict[str, int] = {}
+    for op in interpreter._get_ops_details():  # noqa: SLF001 - the only op listing the runtime offers
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts

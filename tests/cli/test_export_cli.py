@@ -1,0 +1,54 @@
+"""`edgecnn export` from the command line: the table, export.json, and one-line errors for user mistakes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def edgecnn(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "edgecnn", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def test_export_of_a_run_prints_the_table_and_writes_the_files(trained_run, tmp_path):
+    run, data_dir = trained_run
+    result = edgecnn("export", "--model", "vgg19-exp8", "--runs-dir", run.path.parent, "--data-dir", data_dir,
+                     "--formats", "onnx", "--int8", "--calib-samples", 64, "--calib-method", "percentile",
+                     "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    for name in ("pytorch-fp32", "onnx-fp32", "onnx-int8"):
+        assert name in result.stdout
+    assert "calibrating onnx-int8 (64 images)" in result.stderr  # progress, as plain lines when piped
+    report = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert [r["name"] for r in report["artifacts"]] == ["pytorch-fp32", "onnx-fp32", "onnx-int8"]
+    assert report["calibration"] == {"split": "train", "images": 64, "seed": 0, "method": "percentile"}
+
+
+def test_default_output_folder_is_named_after_the_run(trained_run, tmp_path):
+    run, data_dir = trained_run
+    result = edgecnn("export", "--run", run.path, "--data-dir", data_dir, "--formats", "onnx", "--json",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["artifacts"][1]["status"] == "ok"
+    assert (tmp_path / "artifacts" / run.path.name / "model.fp32.onnx").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["export", "-m", "exp13", "--runs-dir", "{tmp}"], "no finished run of resnet101-exp13 in {tmp}; train one with "
+                                                       "'edgecnn train --model resnet101-exp13 --dataset fashion-mnist'"),
+    (["export", "-m", "exp99", "--runs-dir", "{tmp}"], "unknown model 'exp99'"),
+    (["export", "--checkpoint", "{tmp}/missing.pt"], "checkpoint not found"),
+    (["export", "--checkpoint", "{tmp}/corrupt.pt"], "is not a readable checkpoint"),
+    (["export", "--checkpoint", "{tmp}/corrupt.pt", "--calib-method", "entropy"], "--calib-method must be one of"),
+    (["export", "--checkpoint", "{tmp}/corrupt.pt", "--formats", "onnx,coreml"], "unknown format coreml"),
+    (["export"], "say which model"),
+])
+def test_user_mistakes_are_one_line_errors(args, message, tmp_path):
+    (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    result = edgecnn(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"edgecnn: error: {message.replace('{tmp}', str(tmp_path))}" or \
+        (result.stderr.startswith("edgecnn: error: ") and message.replace("{tmp}", str(tmp_path)) in result.stderr
+         and len(result.stderr.strip().splitlines()) == 1)

@@ -1,0 +1,52 @@
+"""The device runner: plain numpy preprocessing identical to training's, and no torch or edgecnn import."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgecnn.data import normalize
+from edgecnn.export import runner
+
+RUNNER = Path(runner.__file__)
+
+
+def test_preprocess_matches_training_normalization():
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    np.testing.assert_allclose(runner.preprocess(images.numpy(), mean, std), normalize(images, mean, std).numpy(),
+                               rtol=0, atol=1e-6)
+
+
+def test_unknown_suffix_is_refused():
+    with pytest.raises(ValueError, match="no runtime for .pt"):
+        runner.open_model("model.pt")
+
+
+def test_runner_needs_neither_torch_nor_edgecnn(tmp_path):
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3))
+
+    torch.onnx.export(Tiny().eval(), (torch.zeros(2, 1, 32, 32),), str(tmp_path / "m.onnx"), dynamo=False,
+                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}})
+    script = f"""
+import sys, importlib.util
+sys.modules['torch'] = None; sys.modules['edgecnn'] = None  # any import of them now fails
+spec = importlib.util.spec_from_file_location('runner', {str(RUNNER)!r})
+runner = importlib.util.module_from_spec(spec); spec.loader.exec_module(runner)
+import numpy as np
+model = runner.open_model({str(tmp_path / 'm.onnx')!r}, threads=1)
+x = runner.preprocess(np.zeros((3, 1, 32, 32), np.uint8), [0.5], [0.5])
+print(model.predict(x).shape)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(3, 4)"
