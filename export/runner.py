@@ -7,6 +7,9 @@ with only one of them installed can still run the other format's files.
 
 Adding a runtime means adding one Backend subclass here and naming its file suffix in BACKENDS.
 
+In a deployment bundle (export/bundle.py) it is also the command line: `python runner.py verify | eval |
+predict IMAGE | bench`, each of which first checks every file's sha256 against manifest.json.
+
     from runner import open_model, preprocess
     model = open_model("model.int8.tflite", threads=2)
     logits = model.predict(preprocess(images_uint8_nchw, mean, std))
@@ -136,6 +139,9 @@ def benchmark(path: str, threads: int | None = None, batch: int = 1, warmup: int
     load_ms = (time.perf_counter() - started) * 1e3
     shape = _input_shape(model, batch)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    t0 = time.perf_counter()
+    model.predict(x)
+    first_ms = (time.perf_counter() - t0) * 1e3
     for _ in range(warmup):
         model.predict(x)
     times = []
@@ -145,11 +151,109 @@ def benchmark(path: str, threads: int | None = None, batch: int = 1, warmup: int
         times.append((time.perf_counter() - t0) * 1e3)
     ms = np.asarray(times)
     return {"file": os.path.basename(path), "runtime": model.runtime, "threads": threads, "batch": batch,
-            "runs": len(times), "warmup": warmup, "load_ms": round(load_ms, 2),
+            "runs": len(times), "warmup": warmup, "load_ms": round(load_ms, 2), "first_ms": round(first_ms, 3),
             **{f"p{q}_ms": round(float(np.percentile(ms, q)), 4) for q in (50, 90, 99)},
-            "mean_ms": round(float(ms.mean()), 4), "min_ms": round(float(ms.min()), 4),
+            "mean_ms": round(float(ms.mean()), 4), "std_ms": round(float(ms.std()), 4),
+            "min_ms": round(float(ms.min()), 4), "max_ms": round(float(ms.max()), 4),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_after_import_mib": round(rss_before / 1024, 1)}
+            "rss_after_import_mib": round(rss_before / 1024, 1), "versions": runtime_versions(),
+            "machine": machine_info()}
+
+
+def runtime_versions() -> dict:
+    import importlib.metadata as metadata
+
+    versions = {"numpy": np.__version__}
+    for package in ("onnxruntime", "ai-edge-litert", "tflite-runtime"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def machine_info() -> dict:
+    import platform
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key = line.split(":")[0].strip().lower()
+                if key in ("model name", "hardware", "cpu part") and not cpu:
+                    cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"arch": platform.machine(), "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu}
+
+
+class BundleError(Exception):
+    """A bundle that must not run: missing manifest, missing or changed file."""
+
+
+def verify_bundle(folder: str) -> dict:
+    """Check every file listed in manifest.json against its sha256; return the manifest."""
+    import hashlib
+    import json
+
+    path = os.path.join(folder, "manifest.json")
+    try:
+        with open(path) as handle:
+            manifest = json.load(handle)
+    except FileNotFoundError:
+        raise BundleError(f"{folder} is not a bundle (no manifest.json)") from None
+    except ValueError as error:
+        raise BundleError(f"{path} is not valid JSON: {error}") from None
+    if not str(manifest.get("format", "")).startswith("edgecnn-bundle/"):
+        raise BundleError(f"{path} is not an edgecnn bundle manifest")
+    for name, expected in manifest["files"].items():
+        if os.path.basename(name) != name:
+            raise BundleError(f"manifest names {name!r}, which is not a file of the bundle folder")
+        digest = hashlib.sha256()
+        try:
+            with open(os.path.join(folder, name), "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except FileNotFoundError:
+            raise BundleError(f"bundle file {name} is missing") from None
+        if digest.hexdigest() != expected:
+            raise BundleError(f"bundle file {name} does not match its sha256 in manifest.json (changed or corrupt)")
+    return manifest
+
+
+def load_image(path: str, channels: int) -> np.ndarray:
+    """uint8 (C, 32, 32) from .npy (HxW or CxHxW), binary .pgm/.ppm, or whatever PIL reads if it is installed."""
+    if path.endswith(".npy"):
+        image = np.load(path, allow_pickle=False)
+    elif path.endswith((".pgm", ".ppm")):
+        with open(path, "rb") as handle:
+            data = handle.read()
+        fields = data.split(maxsplit=4)  # magic, width, height, maxval, pixels
+        if fields[0] not in (b"P5", b"P6") or int(fields[3]) > 255:
+            raise ValueError(f"{path}: only 8-bit binary PGM (P5) / PPM (P6) are read")
+        width, height = int(fields[1]), int(fields[2])
+        depth = 1 if fields[0] == b"P5" else 3
+        image = np.frombuffer(fields[4][:width * height * depth], np.uint8).reshape(height, width, depth)
+        image = image.transpose(2, 0, 1)
+    else:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise ValueError(f"{path}: without Pillow only .npy, .pgm and .ppm images are read") from None
+        with Image.open(path) as opened:
+            image = np.asarray(opened.convert("L" if channels == 1 else "RGB"))
+        image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim == 3 and image.shape[-1] in (1, 3) and image.shape[0] not in (1, 3):
+        image = image.transpose(2, 0, 1)  # HWC -> CHW
+    if image.dtype != np.uint8 or image.shape[1:] != (32, 32):
+        raise ValueError(f"{path}: expected a uint8 32x32 image, got {image.dtype} {tuple(image.shape)}")
+    if image.shape[0] != channels:
+        image = image.mean(0, keepdims=True).astype(np.uint8) if channels == 1 else np.repeat(image[:1], 3, 0)
+    return image
 
 
 def _input_shape(model: Backend, batch: int) -> tuple[int, ...]:
@@ -162,27 +266,82 @@ def _input_shape(model: Backend, batch: int) -> tuple[int, ...]:
     return (batch, *[int(d) for d in dims])
 
 
+def _artifact(manifest: dict, folder: str, name: str | None) -> dict:
+    artifacts = manifest["artifacts"]
+    if name is None:
+        return artifacts[0]
+    for artifact in artifacts:
+        if artifact["file"] == os.path.basename(name):
+            return artifact
+    raise ValueError(f"{name} is not a model file of this bundle; it has {', '.join(a['file'] for a in artifacts)}")
+
+
 def main(argv=None) -> int:
     import argparse
     import json
     import sys
 
-    parser = argparse.ArgumentParser(description="Run or time an exported classifier (numpy + its runtime only).")
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description="Run, check or time an exported classifier (numpy + its runtime).")
+    parser.add_argument("--bundle", default=here, help="bundle folder (default: the folder of this file)")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("verify", help="check every file's sha256 against manifest.json")
+    evaluate = sub.add_parser("eval", help="accuracy of every model file (or --model) on the bundle's sample")
+    evaluate.add_argument("--model", default=None)
+    evaluate.add_argument("--threads", type=int, default=None)
+    predict = sub.add_parser("predict", help="top classes of one image")
+    predict.add_argument("image")
+    predict.add_argument("--model", default=None)
+    predict.add_argument("--top", type=int, default=3)
     bench = sub.add_parser("bench", help="latency percentiles and peak memory of one model file, as JSON")
-    bench.add_argument("model")
+    bench.add_argument("model", nargs="?", default=None,
+                       help="a model file; inside a bundle, one of its files (default: the first)")
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--batch", type=int, default=1)
     bench.add_argument("--warmup", type=int, default=30)
     bench.add_argument("--runs", type=int, default=200)
-    bench.add_argument("--layout", default="NCHW", choices=("NCHW", "NHWC"))
+    bench.add_argument("--layout", default=None, choices=("NCHW", "NHWC"))
     args = parser.parse_args(argv)
     try:
-        result = benchmark(args.model, args.threads, args.batch, args.warmup, args.runs, args.layout)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"runner: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        in_bundle = os.path.isfile(os.path.join(args.bundle, "manifest.json"))
+        if args.command == "bench" and not in_bundle:  # a bare file (edgecnn's host harness)
+            if not args.model:
+                raise ValueError("bench needs a model file outside a bundle")
+            print(json.dumps(benchmark(args.model, args.threads, args.batch, args.warmup, args.runs,
+                                       args.layout or "NCHW")))
+            return 0
+        manifest = verify_bundle(args.bundle)
+        if args.command == "verify":
+            print(f"ok: {len(manifest['files'])} files match manifest.json")
+        elif args.command == "bench":
+            artifact = _artifact(manifest, args.bundle, args.model)
+            result = benchmark(os.path.join(args.bundle, artifact["file"]), args.threads, args.batch, args.warmup,
+                               args.runs, args.layout or artifact.get("layout", "NCHW"))
+            print(json.dumps(result))
+        elif args.command == "eval":
+            images = np.load(os.path.join(args.bundle, manifest["sample"]["images"]), allow_pickle=False)
+            labels = np.load(os.path.join(args.bundle, manifest["sample"]["labels"]), allow_pickle=False)
+            chosen = [_artifact(manifest, args.bundle, args.model)] if args.model else manifest["artifacts"]
+            results = []
+            for artifact in chosen:
+                model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads,
+                                   artifact.get("layout", "NCHW"))
+                top1 = np.concatenate([logits.argmax(1) for _, logits in predict_batches(
+                    model, images, manifest["input"]["mean"], manifest["input"]["std"])])
+                results.append({"file": artifact["file"], "images": int(len(labels)),
+                                "accuracy": float((top1 == labels).mean()), "predictions": top1.tolist()})
+            print(json.dumps({"machine": machine_info(), "versions": runtime_versions(), "results": results}))
+        else:
+            artifact = _artifact(manifest, args.bundle, args.model)
+            image = load_image(args.image, manifest["input"]["shape"][1])
+            model = open_model(os.path.join(args.bundle, artifact["file"]), 1, artifact.get("layout", "NCHW"))
+            logits = model.predict(preprocess(image[None], manifest["input"]["mean"], manifest["input"]["std"]))[0]
+            for k in np.argsort(-logits)[:args.top]:
+                print(f"{manifest['classes'][k]}\t{logits[k]:.4f}")
+    except (BundleError, OSError, ValueError, RuntimeError, KeyError) as error:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"runner: error: {text}", file=sys.stderr)
         return 2
-    print(json.dumps(result))
     return 0
 
 

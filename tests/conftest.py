@@ -62,3 +62,14 @@ def trained_run(tmp_path_factory):
     run = Run(root / "runs" / "vgg19-exp8-synthetic")
     assert run.result["test_acc"] > 0.7
     return run, str(root / "data")
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, shared):
+    """(export.json, folder, run): the trained run exported to all four files, once per session."""
+    from edgecnn.export.pipeline import ExportOptions, export_checkpoint
+
+    run, data_dir = trained_run
+    out = shared("export", lambda folder: export_checkpoint(
+        run.checkpoint(), folder, ExportOptions(int8=True, calib_samples=200), data_dir=data_dir))
+    return json.loads((out / "export.json").read_text()), out, run

@@ -70,6 +70,8 @@ def export(
     threads: Annotated[int | None, typer.Option(min=1, help="Runtime threads while measuring accuracy.")] = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (default artifacts/<run name>).")] = None,
     which: Annotated[str, typer.Option(help="best or last checkpoint of a run.")] = "best",
+    make_bundle: Annotated[bool, typer.Option("--bundle/--no-bundle",
+                                              help="Also write <out>/bundle and bundle.tar.gz.")] = True,
     data_dir: DataDirOpt = None,
     runs_dir: RunsDirOpt = None,
     as_json: JsonOpt = False,
@@ -101,5 +103,11 @@ def export(
     else:
         out.print(export_table(report))
         out.print(f"files and export.json in {out_dir}", markup=False, highlight=False)
+    if make_bundle and any(row["status"] == "ok" and row["file"] for row in report["artifacts"]):
+        from edgecnn.export.bundle import make_bundle as build_bundle
+
+        folder = build_bundle(out_dir, Path(out_dir) / "bundle", data_dir=data_dir)
+        if not as_json:
+            out.print(f"deployment bundle in {folder} and {folder}.tar.gz", markup=False, highlight=False)
     if any(row["status"] != "ok" for row in report["artifacts"]):
         raise typer.Exit(1)  # partial success: every row is written, but scripts must notice the failure

@@ -16,14 +16,6 @@ from edgecnn.export.tflite import count_ops
 from edgecnn.io import sha256_file
 
 
-@pytest.fixture(scope="module")
-def exported(trained_run, shared):
-    run, data_dir = trained_run
-    out = shared("export", lambda folder: export_checkpoint(
-        run.checkpoint(), folder, ExportOptions(int8=True, calib_samples=200), data_dir=data_dir))
-    return json.loads((out / "export.json").read_text()), out, run
-
-
 def rows(report):
     return {row["name"]: row for row in report["artifacts"]}
 

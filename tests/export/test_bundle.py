@@ -1,0 +1,127 @@
+"""Deployment bundles: what they hold, the runner's commands inside them, hash checks and safe extraction."""
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.export.bundle import extract_bundle, make_bundle, verify_bundle
+from edgecnn.io import sha256_file
+
+
+@pytest.fixture(scope="module")
+def bundle(exported, trained_run, tmp_path_factory):
+    report, export_dir, run = exported
+    return make_bundle(export_dir, tmp_path_factory.mktemp("bundles") / "b", data_dir=trained_run[1])
+
+
+def runner(folder, *args):
+    return subprocess.run([sys.executable, str(folder / "runner.py"), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=folder)
+
+
+def test_bundle_holds_everything_a_device_needs(bundle, exported):
+    report = exported[0]
+    names = sorted(p.name for p in bundle.iterdir())
+    assert names == ["README.md", "labels.txt", "manifest.json", "model.fp32.onnx", "model.fp32.tflite",
+                     "model.int8.onnx", "model.int8.tflite", "requirements.txt", "runner.py", "sample_images.npy",
+                     "sample_labels.npy"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["format"] == "edgecnn-bundle/1" and manifest["model"] == "vgg19-exp8"
+    assert (bundle / "labels.txt").read_text().splitlines() == manifest["classes"] == report["data"]["classes"]
+    assert set(manifest["files"]) == set(names) - {"manifest.json"}
+    assert all(sha256_file(bundle / n) == h for n, h in manifest["files"].items())
+    int8 = {a["file"]: a for a in manifest["artifacts"]}["model.int8.tflite"]
+    assert int8["input"]["dtype"] == "int8" and int8["input"]["quantization"]["scale"] > 0
+    assert np.load(bundle / "sample_images.npy").dtype == np.uint8
+    assert "import torch" not in (bundle / "runner.py").read_text()
+    assert (bundle.parent / "b.tar.gz").is_file()
+
+
+def test_runner_eval_in_the_bundle_reproduces_the_export_accuracy(bundle, exported):
+    result = runner(bundle, "eval")
+    assert result.returncode == 0, result.stderr
+    measured = {r["file"]: r["accuracy"] for r in json.loads(result.stdout)["results"]}
+    exported_acc = {a["file"]: a["accuracy"] for a in exported[0]["artifacts"] if a["file"]}
+    assert measured == pytest.approx(exported_acc, abs=1e-12)  # the sample is the whole (200-image) test split
+
+
+def test_runner_predict_and_bench(bundle, tmp_path):
+    image = np.load(bundle / "sample_images.npy")[0]
+    np.save(tmp_path / "one.npy", image)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    predicted = runner(bundle, "predict", tmp_path / "one.npy", "--model", "model.int8.tflite", "--top", 2)
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(predicted.stdout.splitlines()) == 2 and predicted.stdout.split("\t")[0] in manifest["classes"]
+    timed = runner(bundle, "bench", "model.int8.onnx", "--runs", 20, "--warmup", 2, "--threads", 1)
+    assert timed.returncode == 0, timed.stderr
+    stats = json.loads(timed.stdout)
+    assert stats["runs"] == 20 and stats["min_ms"] <= stats["p50_ms"] <= stats["max_ms"]
+    assert "onnxruntime" in stats["versions"] and stats["machine"]["arch"]
+
+
+def test_a_changed_file_stops_the_runner(bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    data = bytearray((copy / "model.int8.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "model.int8.onnx").write_bytes(bytes(data))
+    result = runner(copy, "eval")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("runner: error: bundle file model.int8.onnx does not match its sha256 in "
+                                     "manifest.json (changed or corrupt)")
+    with pytest.raises(EdgecnnError, match="does not match its sha256"):
+        verify_bundle(copy)
+
+
+def test_archive_round_trip(bundle, tmp_path):
+    folder = extract_bundle(bundle.parent / "b.tar.gz", tmp_path)
+    assert folder == tmp_path / "b" and verify_bundle(folder)["model"] == "vgg19-exp8"
+
+
+def evil_archive(path, name, kind=tarfile.REGTYPE):
+    with tarfile.open(path, "w:gz") as tar:
+        member = tarfile.TarInfo(name)
+        member.type = kind
+        if kind == tarfile.SYMTYPE:
+            member.linkname = "/etc/passwd"
+            tar.addfile(member)
+        else:
+            member.size = 4
+            tar.addfile(member, io.BytesIO(b"evil"))
+
+
+@pytest.mark.parametrize("name,kind", [("b/../../escape.txt", tarfile.REGTYPE), ("/tmp/absolute.txt", tarfile.REGTYPE),
+                                       ("b/link", tarfile.SYMTYPE)])
+def test_archive_members_outside_the_bundle_are_refused(tmp_path, name, kind):
+    evil_archive(tmp_path / "evil.tar.gz", name, kind)
+    with pytest.raises(EdgecnnError, match="refusing to extract"):
+        extract_bundle(tmp_path / "evil.tar.gz", tmp_path / "dest")
+    assert not (tmp_path / "escape.txt").exists() and not list((tmp_path).glob("dest/**/link"))
+
+
+def test_a_corrupt_archive_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.tar.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(EdgecnnError, match="is not a readable .tar.gz"):
+        extract_bundle(tmp_path / "bad.tar.gz", tmp_path / "dest")
+
+
+def test_bundle_cli(exported, trained_run, tmp_path):
+    export_dir = exported[1]
+    made = subprocess.run([sys.executable, "-m", "edgecnn", "bundle", "--export", str(export_dir), "--out",
+                           str(tmp_path / "cli"), "--sample", "50", "--no-archive", "--data-dir", trained_run[1]],
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["sample"]["count"] == 50
+    assert not (tmp_path / "cli.tar.gz").exists()
+    missing = subprocess.run([sys.executable, "-m", "edgecnn", "bundle", "--export", str(tmp_path)],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"edgecnn: error: {tmp_path} holds no export.json; run 'edgecnn export' first"
