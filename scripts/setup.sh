@@ -4,9 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 # Fashion-MNIST, the offline dataset of the quick start and the tests, comes from Debian's package.
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null; then
+# openssh-server: the SSH tests start their own sshd on 127.0.0.1 as the "device" (no system sshd is enabled).
+NEED=""
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || NEED="$NEED dataset-fashion-mnist"
+[ -x /usr/sbin/sshd ] || NEED="$NEED openssh-server"
+command -v ssh >/dev/null || NEED="$NEED openssh-client"
+if [ -n "$NEED" ] && command -v apt-get >/dev/null; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $NEED >/dev/null
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

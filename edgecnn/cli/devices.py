@@ -67,3 +67,21 @@ def add(
                             threads=thread_counts, runtimes=tuple(r.strip() for r in runtimes.split(",") if r.strip()))
     path = add_profile(profile, replace=replace)
     out.print(f"device {name} written to {path}", markup=False, highlight=False)
+
+
+@app.command("check")
+def check(name: str, as_json: JsonOpt = False) -> None:
+    """Connect to a device and report its architecture, OS, Python and runtimes (and how to install what is missing)."""
+    from edgecnn.devices.profiles import get_profile
+    from edgecnn.devices.ssh import check as check_device
+
+    report = check_device(get_profile(name))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    packages = ", ".join(f"{k} {v or 'MISSING'}" for k, v in report["packages"].items())
+    out.print(f"{name}: {report['arch']}, {report['system']}, Python {report['python']}; {packages}", markup=False,
+              highlight=False)
+    if report["fix"]:
+        out.print(f"missing on {name}: {', '.join(report['missing'])}; install with: {report['fix']}", markup=False,
+                  highlight=False)
