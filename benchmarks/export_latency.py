@@ -24,20 +24,9 @@ import torch
 FILES = ("model.fp32.onnx", "model.int8.onnx", "model.fp32.tflite", "model.int8.tflite")
 
 
-def trained_exports(model: str, root: Path) -> Path | None:
-    from edgecnn.compress.zoo import resolve
-
-    found = []
-    for report_path in root.glob("*/export.json"):
-        report = json.loads(report_path.read_text())
-        if report.get("model") == resolve(model) and all((report_path.parent / f).is_file() for f in FILES):
-            found.append((report["created"], report_path.parent))
-    return max(found)[1] if found else None
-
-
 def export_settled(model_name: str, out: Path, calib_samples: int) -> Path:
     """fp32 + int8 ONNX and TFLite of an untrained zoo model whose BatchNorm statistics come from real images."""
-    from edgecnn.compress.zoo import get_model
+    from edgecnn.compress.zoo import get_model, settle_batchnorm
     from edgecnn.data import load_dataset
     from edgecnn.export import onnx as onnx_format
     from edgecnn.export import tflite as tflite_format
@@ -48,15 +37,8 @@ def export_settled(model_name: str, out: Path, calib_samples: int) -> Path:
     data = load_dataset("fashion-mnist")
     calib = calibration_images(data, calib_samples)
     torch.manual_seed(0)
-    model = get_model(model_name, 10, 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = None
-    model.train()
-    with torch.no_grad():
-        for start in range(0, min(len(calib), 256), 64):
-            model(torch.from_numpy(calib[start:start + 64]))
-    model.eval()
+    model = settle_batchnorm(get_model(model_name, 10, 1),
+                             [torch.from_numpy(calib[i:i + 64]) for i in range(0, min(len(calib), 256), 64)])
     out.mkdir(parents=True, exist_ok=True)
     onnx_format.export_fp32(model, out / "model.fp32.onnx", 1, {"model": model_name})
     onnx_format.quantize_int8(out / "model.fp32.onnx", out / "model.int8.onnx", calib)
@@ -71,6 +53,8 @@ def main() -> None:
 
     from edgecnn.bench.host import time_file
     from edgecnn.compress.zoo import resolve
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.export.pipeline import find_export
     from edgecnn.io import atomic_write_text, cache_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,7 +73,10 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("model", "weights") else "right")
     for name in args.models:
         model = resolve(name)
-        folder = trained_exports(model, Path(args.exports))
+        try:
+            folder = find_export(model, root=args.exports, files=FILES)
+        except EdgecnnError:
+            folder = None
         source = "trained" if folder else "settled (untrained)"
         folder = folder or export_settled(model, cache_dir() / "bench-exports" / model, args.calib_samples)
         # big files are slow files: resnet101-exp1 (160 MB, 2.5 GFLOPs) gets fewer timed runs than the small ones

@@ -7,8 +7,9 @@ Choices, measured on this project's x86 host (../shared/toolchain-feasibility.md
   activations ("s8s8") it left about half of them as float Conv between DequantizeLinear/QuantizeLinear. ARM
   targets may prefer s8s8; the scheme is a parameter.
 - u8s8 quantizes weights to 7 bits (`reduce_range`). The AVX2 u8 x s8 kernel (vpmaddubsw) adds pairs of products
-  into int16 and saturates with full-range weights; on exp13 / Fashion-MNIST that cost 0.8 pp of accuracy (top-1
-  agreement with fp32 95.9 %), with reduce_range 0.27 pp (98.8 %). s8s8 needs no such trick.
+  into int16 and saturates with full-range weights; on exp13 / Fashion-MNIST (benchmarks/onnx_int8_schemes.py)
+  that cost 0.8 pp of accuracy (top-1 agreement with fp32 95.9 %), with reduce_range 0.27 pp (98.8 %). s8s8 needs
+  no such trick.
 - calibration: MinMax (default) or Percentile. Entropy is not offered: with onnxruntime's defaults it silently
   equals MinMax, and with enough bins to differ it clipped harder and lost accuracy.
 """
@@ -92,8 +93,9 @@ class _Calibration:
 
 
 def quantize_int8(fp32_path: str | Path, path: str | Path, calibration: np.ndarray, *, method: str = "minmax",
-                  scheme: str = "u8s8", on_batch=None) -> dict:
-    """Static QDQ int8 of an fp32 ONNX file, calibrated on `calibration` (float32 NCHW, normalized)."""
+                  scheme: str = "u8s8", reduce_range: bool | None = None, on_batch=None) -> dict:
+    """Static QDQ int8 of an fp32 ONNX file, calibrated on `calibration` (float32 NCHW, normalized).
+    `reduce_range` None means the scheme's default (REDUCED_RANGE)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -101,6 +103,7 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, calibration: np.ndarr
         raise EdgecnnError(f"calibration method {method!r} is not offered; use one of {', '.join(CALIBRATION_METHODS)}")
     if scheme not in INT8_SCHEMES:
         raise EdgecnnError(f"int8 scheme {scheme!r} unknown; use one of {', '.join(INT8_SCHEMES)}")
+    reduce_range = REDUCED_RANGE[scheme] if reduce_range is None else reduce_range
     metadata = read_metadata(fp32_path)
     with tempfile.TemporaryDirectory(prefix="edgecnn-quant-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
@@ -110,14 +113,14 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, calibration: np.ndarr
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=getattr(QuantType, INT8_SCHEMES[scheme]), weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax if method == "minmax" else CalibrationMethod.Percentile,
-            reduce_range=REDUCED_RANGE[scheme],
+            reduce_range=reduce_range,
             extra_options={"CalibPercentile": 99.999} if method == "percentile" else {},
         )
         import onnx
 
         proto = onnx.load(str(quantized))
     details = {"scheme": scheme, "calibration": method, "calibration_images": len(calibration), "format": "QDQ",
-               "weights": f"int8 per-channel{', 7-bit range' if REDUCED_RANGE[scheme] else ''}"}
+               "weights": f"int8 per-channel{', 7-bit range' if reduce_range else ''}"}
     stamp_metadata(proto, {**metadata, "quantization": json.dumps(details)})
     atomic_write_bytes(path, proto.SerializeToString())
     return {**details, "nodes": len(proto.graph.node)}

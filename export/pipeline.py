@@ -242,16 +242,36 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
     return report
 
 
+def find_export(model: str, dataset: str | None = None, root: str | Path = "artifacts",
+                files: tuple[str, ...] = ()) -> Path:
+    """The newest export folder (by export.json's creation time) of `model` [on `dataset`] under root, holding
+    `files` if given."""
+    from edgecnn.compress.zoo import resolve
+
+    name = resolve(model)
+    found = []
+    for path in Path(root).glob("*/export.json"):
+        try:
+            report = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if report.get("model") == name and (dataset is None or report.get("dataset") == dataset) \
+                and all((path.parent / f).is_file() for f in files):
+            found.append((report.get("created", ""), path.parent))
+    if not found:
+        raise EdgecnnError(f"no export of {name} in {root}/; run 'edgecnn export --model {name} --int8' first")
+    return max(found)[1]
+
+
 def evaluate_file(path: str | Path, images: np.ndarray, mean, std, threads: int | None = None, tick=None) -> np.ndarray:
     """Logits of an exported file over uint8 NCHW images, through the device runner (so, through its runtime)."""
     model = open_model(str(path), threads=threads)
-    logits = np.zeros((len(images), 0), dtype=np.float32)
     chunks = []
-    for start, batch in predict_batches(model, images, mean, std, batch_size=250):
+    for _, batch in predict_batches(model, images, mean, std, batch_size=250):
         chunks.append(batch)
         if tick:
             tick(len(batch))
-    return np.concatenate(chunks) if chunks else logits
+    return np.concatenate(chunks)
 
 
 def _head_activation(model: str) -> str | None:

@@ -18,6 +18,7 @@ predict IMAGE | bench`, each of which first checks every file's sha256 against m
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def preprocess(images: np.ndarray, mean, std) -> np.ndarray:
     return (x - mean) / std
 
 
-class Backend:
+class Backend(ABC):
     """One loaded model. predict() takes float32 NCHW, normalized, any batch size, and returns float32 logits."""
 
     runtime = ""
@@ -44,8 +45,9 @@ class Backend:
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x, dtype=np.float32)
         return self._run(x)
 
+    @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Logits for a float32 batch already in this file's layout."""
 
 
 class OnnxRuntimeBackend(Backend):
@@ -266,7 +268,7 @@ def _input_shape(model: Backend, batch: int) -> tuple[int, ...]:
     return (batch, *[int(d) for d in dims])
 
 
-def _artifact(manifest: dict, folder: str, name: str | None) -> dict:
+def _artifact(manifest: dict, name: str | None) -> dict:
     artifacts = manifest["artifacts"]
     if name is None:
         return artifacts[0]
@@ -314,14 +316,14 @@ def main(argv=None) -> int:
         if args.command == "verify":
             print(f"ok: {len(manifest['files'])} files match manifest.json")
         elif args.command == "bench":
-            artifact = _artifact(manifest, args.bundle, args.model)
+            artifact = _artifact(manifest, args.model)
             result = benchmark(os.path.join(args.bundle, artifact["file"]), args.threads, args.batch, args.warmup,
                                args.runs, args.layout or artifact.get("layout", "NCHW"))
             print(json.dumps(result))
         elif args.command == "eval":
             images = np.load(os.path.join(args.bundle, manifest["sample"]["images"]), allow_pickle=False)
             labels = np.load(os.path.join(args.bundle, manifest["sample"]["labels"]), allow_pickle=False)
-            chosen = [_artifact(manifest, args.bundle, args.model)] if args.model else manifest["artifacts"]
+            chosen = [_artifact(manifest, args.model)] if args.model else manifest["artifacts"]
             results = []
             for artifact in chosen:
                 model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads,
@@ -332,7 +334,7 @@ def main(argv=None) -> int:
                                 "accuracy": float((top1 == labels).mean()), "predictions": top1.tolist()})
             print(json.dumps({"machine": machine_info(), "versions": runtime_versions(), "results": results}))
         else:
-            artifact = _artifact(manifest, args.bundle, args.model)
+            artifact = _artifact(manifest, args.model)
             image = load_image(args.image, manifest["input"]["shape"][1])
             model = open_model(os.path.join(args.bundle, artifact["file"]), 1, artifact.get("layout", "NCHW"))
             logits = model.predict(preprocess(image[None], manifest["input"]["mean"], manifest["input"]["std"]))[0]

@@ -12,25 +12,6 @@ from .console import out
 from .options import DataDirOpt
 
 
-def find_export(model: str, dataset: str | None, root: str = "artifacts") -> Path:
-    """The newest export folder (by export.json's creation time) of `model` [on `dataset`] under root."""
-    from edgecnn.compress.zoo import resolve
-    from edgecnn.errors import EdgecnnError
-
-    name = resolve(model)
-    found = []
-    for path in Path(root).glob("*/export.json"):
-        try:
-            report = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if report.get("model") == name and (dataset is None or report.get("dataset") == dataset):
-            found.append((report.get("created", ""), path.parent))
-    if not found:
-        raise EdgecnnError(f"no export of {name} in {root}/; run 'edgecnn export --model {name} --int8' first")
-    return max(found)[1]
-
-
 def bundle(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Bundle the newest export of this model.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset of that export.")] = None,
@@ -44,6 +25,7 @@ def bundle(
     """Build a deployment bundle: model files, manifest with sha256, labels, sample, requirements and runner.py."""
     from edgecnn.errors import EdgecnnError
     from edgecnn.export.bundle import make_bundle
+    from edgecnn.export.pipeline import find_export
 
     if export_dir is None:
         if model is None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgecnn.compress.zoo import get_model, list_models
+from edgecnn.compress.zoo import get_model, list_models, settle_batchnorm
 from edgecnn.export import onnx as onnx_format
 from edgecnn.export import tflite as tflite_format
 from edgecnn.export.runner import open_model
@@ -26,14 +26,7 @@ TFLITE_FAILS: dict[str, str] = {}
 def settled(name: str, in_chans: int = 1) -> torch.nn.Module:
     torch.manual_seed(0)
     model = get_model(name, num_classes=10, in_chans=in_chans)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None  # cumulative average over the settling batches
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(16, in_chans, 32, 32))
-    return model.eval()
+    return settle_batchnorm(model, [torch.randn(16, in_chans, 32, 32) for _ in range(3)])
 
 
 @pytest.mark.parametrize("name", list_models())
