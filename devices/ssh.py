@@ -10,7 +10,11 @@ Safety:
   batch mode refuses unknown keys).
 - every remote argument goes through shlex.quote, so user text (paths, model names) is never shell syntax;
 - ConnectTimeout and ServerAlive keep a dead link from hanging; a command timeout kills the local client, and the
-  remote side runs under `timeout` so nothing is left running on the device.
+  remote side runs under `timeout` so nothing is left running on the device. Runner commands also get an open
+  stdin (hold_stdin) and `--exit-on-eof`: when the connection drops, sshd closes that stdin and the runner ends
+  at once instead of finishing its timing loop unseen.
+- bundles travel as one tar stream over the same connection and are unpacked into a fresh folder, which replaces
+  the old one only once complete; the runner re-checks every sha256 on the device before it runs anything.
 $EDGECNN_SSH_CONFIG names an ssh_config file to use instead of ~/.ssh/config (tests use it).
 """
 
@@ -18,19 +22,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
-from dataclasses import dataclass
+from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
 
 from .profiles import DeviceProfile
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
+from .transport import Result, Transport, execute
 
 
 def quote_remote(path: str) -> str:
@@ -42,11 +39,12 @@ def quote_remote(path: str) -> str:
     return shlex.quote(path)
 
 
-class SshTransport:
+class SshTransport(Transport):
     def __init__(self, profile: DeviceProfile, connect_timeout: int = 10):
         if profile.transport != "ssh":
             raise EdgecnnError(f"device {profile.name} is not reached over SSH")
-        self.profile, self.connect_timeout = profile, connect_timeout
+        super().__init__(profile)
+        self.connect_timeout = connect_timeout
 
     def _ssh(self) -> list[str]:
         command = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
@@ -60,26 +58,40 @@ class SshTransport:
             command += ["-l", self.profile.ssh_user]
         return command + ["--", self.profile.ssh_host]
 
-    def run_shell(self, script: str, *, timeout: float = 120, stdin: bytes | None = None) -> Result:
+    def run_shell(self, script: str, *, timeout: float = 120, stdin: bytes | None = None,
+                  hold_stdin: bool = False) -> Result:
         """Run a remote shell snippet that edgecnn built (every user value in it already quoted)."""
         guarded = f"timeout {int(timeout)} sh -c {shlex.quote(script)}"  # the device kills it too if we vanish
-        try:
-            done = subprocess.run(self._ssh() + [guarded], input=stdin, capture_output=True, timeout=timeout + 15)
-        except subprocess.TimeoutExpired:
-            raise EdgecnnError(f"device {self.profile.name}: no answer within {timeout:.0f} s") from None
-        except FileNotFoundError:
-            raise EdgecnnError("the OpenSSH client (ssh) is not installed") from None
-        result = Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
+        result = execute(self._ssh() + [guarded], timeout=timeout + 15, what=f"device {self.profile.name}",
+                         stdin=stdin, hold_stdin=hold_stdin)
         if result.returncode == 255:
             raise EdgecnnError(self._explain(result.stderr))
         return result
 
-    def run(self, argv: list[str], *, cwd: str | None = None, timeout: float = 120) -> Result:
+    def run(self, argv: list[str], *, cwd: str | None = None, timeout: float = 120,
+            hold_stdin: bool = False) -> Result:
         """Run one remote program with arguments; each argument is quoted, never interpreted by the shell."""
         command = " ".join(shlex.quote(a) for a in argv)
         if cwd:
             command = f"cd {quote_remote(cwd)} && {command}"
-        return self.run_shell(command, timeout=timeout)
+        return self.run_shell(command, timeout=timeout, hold_stdin=hold_stdin)
+
+    def put_bundle(self, folder: Path, name: str) -> str:
+        from edgecnn.export.bundle import tar_gz
+
+        if not name or name.startswith(".") or "/" in name:
+            raise EdgecnnError(f"bundle name {name!r} cannot be a folder name on the device")
+        workdir = self.profile.workdir or "~/edgecnn-bench"
+        target = f"{workdir.rstrip('/')}/{name}"
+        staging, final = quote_remote(target + ".partial"), quote_remote(target)
+        script = (f"mkdir -p {quote_remote(workdir)} && rm -rf {staging} && mkdir {staging} && "
+                  f"tar -xzf - --no-same-owner --strip-components=1 -C {staging} && "
+                  f"rm -rf {final} && mv {staging} {final}")
+        result = self.run_shell(script, timeout=300, stdin=tar_gz(Path(folder)))
+        if result.returncode != 0:
+            raise EdgecnnError(f"device {self.profile.name}: could not unpack the bundle in {target}: "
+                               f"{result.last_error_line()}")
+        return target
 
     def _explain(self, stderr: str) -> str:
         lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("Warning:")]
@@ -95,41 +107,3 @@ class SshTransport:
                                    "Name or service not known", "Connection closed", "Connection reset")):
             return f"device {name}: cannot reach {host}: {lines[-1] if lines else 'connection failed'}"
         return f"device {name}: ssh to {host} failed: {lines[-1] if lines else 'exit status 255'}"
-
-
-CHECK_SCRIPT = r"""
-import json, platform, importlib
-found = {}
-for module, dist in (("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("ai_edge_litert", "ai-edge-litert")):
-    try:
-        found[dist] = getattr(importlib.import_module(module), "__version__", "installed")
-    except Exception:
-        found[dist] = None
-print(json.dumps({"arch": platform.machine(), "system": platform.platform(), "python": platform.python_version(),
-                  "packages": found}))
-"""
-
-
-def check(profile: DeviceProfile, timeout: float = 120) -> dict:
-    """What the device is and which runtimes it has, with the pip command for what is missing."""
-    import json
-    import sys
-
-    if profile.transport == "local":
-        argv = [profile.python or sys.executable, "-c", CHECK_SCRIPT]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        result = Result(done.returncode, done.stdout, done.stderr)
-    else:
-        result = SshTransport(profile).run([profile.python or "python3", "-c", CHECK_SCRIPT], timeout=timeout)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
-        raise EdgecnnError(f"device {profile.name}: {profile.python or 'python3'} did not run: {last}")
-    try:
-        report = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise EdgecnnError(f"device {profile.name}: unexpected answer from the device's python") from None
-    wanted = ["numpy"] + [{"onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}[r] for r in profile.runtimes]
-    missing = [p for p in wanted if not report["packages"].get(p)]
-    report["missing"] = missing
-    report["fix"] = f"{profile.python or 'python3'} -m pip install {' '.join(missing)}" if missing else None
-    return report

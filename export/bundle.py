@@ -111,7 +111,7 @@ def make_bundle(export_dir: str | Path, out_dir: str | Path, *, sample: int = 10
         shutil.rmtree(out_dir)
     staging.rename(out_dir)  # the finished bundle appears at once; a crash leaves only the .partial folder
     if archive:
-        atomic_write_bytes(out_dir.with_name(out_dir.name + ".tar.gz"), _tar_gz(out_dir))
+        atomic_write_bytes(out_dir.with_name(out_dir.name + ".tar.gz"), tar_gz(out_dir))
     return out_dir
 
 
@@ -121,7 +121,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def _tar_gz(folder: Path) -> bytes:
+def tar_gz(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(folder.iterdir()):

@@ -132,10 +132,9 @@ def benchmark(path: str, threads: int | None = None, batch: int = 1, warmup: int
               layout: str = "NCHW", seconds: float | None = None) -> dict:
     """Latency of one file in this process: `warmup` untimed calls, then `runs` timed ones (or as many as fit in
     `seconds`), on a fixed random input. Peak memory is the process's, so call it in a fresh process per file."""
-    import resource
     import time
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_rss_mib()
     started = time.perf_counter()
     model = open_model(path, threads, layout)
     load_ms = (time.perf_counter() - started) * 1e3
@@ -151,15 +150,34 @@ def benchmark(path: str, threads: int | None = None, batch: int = 1, warmup: int
         t0 = time.perf_counter()
         model.predict(x)
         times.append((time.perf_counter() - t0) * 1e3)
-    ms = np.asarray(times)
     return {"file": os.path.basename(path), "runtime": model.runtime, "threads": threads, "batch": batch,
-            "runs": len(times), "warmup": warmup, "load_ms": round(load_ms, 2), "first_ms": round(first_ms, 3),
-            **{f"p{q}_ms": round(float(np.percentile(ms, q)), 4) for q in (50, 90, 99)},
-            "mean_ms": round(float(ms.mean()), 4), "std_ms": round(float(ms.std()), 4),
-            "min_ms": round(float(ms.min()), 4), "max_ms": round(float(ms.max()), 4),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_after_import_mib": round(rss_before / 1024, 1), "versions": runtime_versions(),
+            "warmup": warmup, "load_ms": round(load_ms, 2), "first_ms": round(first_ms, 3), **latency_stats(times),
+            "peak_rss_mib": peak_rss_mib(), "rss_after_import_mib": rss_before, "versions": runtime_versions(),
             "machine": machine_info()}
+
+
+def latency_stats(times_ms) -> dict:
+    """runs, p50/p90/p99, mean, std, min and max of per-inference times in milliseconds."""
+    ms = np.asarray(times_ms, dtype=np.float64)
+    return {"runs": len(ms), **{f"p{q}_ms": round(float(np.percentile(ms, q)), 4) for q in (50, 90, 99)},
+            "mean_ms": round(float(ms.mean()), 4), "std_ms": round(float(ms.std()), 4),
+            "min_ms": round(float(ms.min()), 4), "max_ms": round(float(ms.max()), 4)}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB. VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over
+    fork and exec, so a runner started by a big parent (edgecnn with torch loaded) would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource  # not Linux: macOS reports bytes, the BSDs kilobytes
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if os.uname().sysname == "Darwin" else 1024), 1)
 
 
 def runtime_versions() -> dict:
@@ -278,6 +296,23 @@ def _artifact(manifest: dict, name: str | None) -> dict:
     raise ValueError(f"{name} is not a model file of this bundle; it has {', '.join(a['file'] for a in artifacts)}")
 
 
+def _exit_when_stdin_closes() -> None:
+    """Watch stdin from a daemon thread and end the process when it reaches EOF. Over SSH, stdin is the channel
+    that started us: when the connection drops or the caller is killed, sshd closes it, and we stop instead of
+    running on, unseen, on the device."""
+    import threading
+
+    def watch():
+        try:  # the raw descriptor: a daemon thread blocked in sys.stdin's buffer would crash interpreter shutdown
+            while os.read(0, 4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        os._exit(75)
+
+    threading.Thread(target=watch, name="exit-on-eof", daemon=True).start()
+
+
 def main(argv=None) -> int:
     import argparse
     import json
@@ -286,11 +321,15 @@ def main(argv=None) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description="Run, check or time an exported classifier (numpy + its runtime).")
     parser.add_argument("--bundle", default=here, help="bundle folder (default: the folder of this file)")
+    parser.add_argument("--exit-on-eof", action="store_true",
+                        help="exit as soon as stdin closes (edgecnn bench over SSH: a dropped connection then "
+                             "leaves nothing running on the device)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("verify", help="check every file's sha256 against manifest.json")
     evaluate = sub.add_parser("eval", help="accuracy of every model file (or --model) on the bundle's sample")
     evaluate.add_argument("--model", default=None)
     evaluate.add_argument("--threads", type=int, default=None)
+    evaluate.add_argument("--limit", type=int, default=None, help="use only the first N sample images")
     predict = sub.add_parser("predict", help="top classes of one image")
     predict.add_argument("image")
     predict.add_argument("--model", default=None)
@@ -304,6 +343,8 @@ def main(argv=None) -> int:
     bench.add_argument("--runs", type=int, default=200)
     bench.add_argument("--layout", default=None, choices=("NCHW", "NHWC"))
     args = parser.parse_args(argv)
+    if args.exit_on_eof:
+        _exit_when_stdin_closes()
     try:
         in_bundle = os.path.isfile(os.path.join(args.bundle, "manifest.json"))
         if args.command == "bench" and not in_bundle:  # a bare file (edgecnn's host harness)
@@ -323,6 +364,7 @@ def main(argv=None) -> int:
         elif args.command == "eval":
             images = np.load(os.path.join(args.bundle, manifest["sample"]["images"]), allow_pickle=False)
             labels = np.load(os.path.join(args.bundle, manifest["sample"]["labels"]), allow_pickle=False)
+            images, labels = images[:args.limit], labels[:args.limit]
             chosen = [_artifact(manifest, args.model)] if args.model else manifest["artifacts"]
             results = []
             for artifact in chosen:

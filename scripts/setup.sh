@@ -8,6 +8,9 @@ PYTHON=${PYTHON:-python3}
 NEED=""
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || NEED="$NEED dataset-fashion-mnist"
 [ -x /usr/sbin/sshd ] || NEED="$NEED openssh-server"
+# qemu-user-static + mmdebstrap + arch-test: the emulated aarch64 board of the bench tests (scripts/arm64-device.sh).
+command -v qemu-aarch64-static >/dev/null || NEED="$NEED qemu-user-static"
+command -v mmdebstrap >/dev/null || NEED="$NEED mmdebstrap arch-test"
 command -v ssh >/dev/null || NEED="$NEED openssh-client"
 if [ -n "$NEED" ] && command -v apt-get >/dev/null; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)

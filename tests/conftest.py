@@ -1,6 +1,9 @@
 import fcntl
 import json
 import os
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,94 @@ def exported(trained_run, shared):
     out = shared("export", lambda folder: export_checkpoint(
         run.checkpoint(), folder, ExportOptions(int8=True, calib_samples=200), data_dir=data_dir))
     return json.loads((out / "export.json").read_text()), out, run
+
+
+SSHD = "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def keygen(path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A private OpenSSH server on 127.0.0.1 (own host key, own authorised key): the "device" of the SSH tests.
+    config(name, known_hosts) writes an ssh_config with the Host alias `loopdev` for EDGECNN_SSH_CONFIG."""
+    d = tmp_path_factory.mktemp("sshd")
+    keygen(d / "host_key")
+    keygen(d / "client_key")
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    port = free_port()
+    (d / "sshd_config").write_text(f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {d / 'host_key'}
+PidFile {d / 'sshd.pid'}
+AuthorizedKeysFile {d / 'authorized_keys'}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+""")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", exist_ok=True)  # privilege-separation directory sshd wants as root
+    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=open(d / "sshd.log", "w"))
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    host_key = (d / "host_key.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+
+    def config(name, known_hosts, target_port=port):
+        path = d / f"config-{name}"
+        path.write_text(f"""Host loopdev
+    HostName 127.0.0.1
+    Port {target_port}
+    User {user}
+    IdentityFile {d / 'client_key'}
+    IdentitiesOnly yes
+    UserKnownHostsFile {known_hosts}
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking accept-new
+""")
+        return str(path)
+
+    yield {"dir": d, "port": port, "config": config, "pid": server.pid, "keygen": keygen, "free_port": free_port}
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(exported, trained_run, shared):
+    """The exported files as a deployment bundle (sample: the whole 200-image test split), once per session."""
+    from edgecnn.export.bundle import make_bundle
+
+    out = shared("bundle", lambda folder: make_bundle(exported[1], folder / "bundle", data_dir=trained_run[1]))
+    return out / "bundle"
+
+
+@pytest.fixture(scope="session")
+def arm64_python(shared):
+    """Path of an emulated aarch64 board's python3 (Debian arm64 userland + aarch64 wheels of numpy, onnxruntime
+    and ai-edge-litert, under qemu-user as a Cortex-A72), built by scripts/arm64-device.sh once per session
+    (about 15 s; needs qemu-user-static, mmdebstrap and PyPI, which .ci/run's setup installs or reaches)."""
+    import sys
+
+    script = Path(__file__).parents[1] / "scripts" / "arm64-device.sh"
+    env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
+
+    def build(root: Path) -> None:
+        done = subprocess.run(["bash", str(script), str(root / "rootfs")], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"arm64-device.sh failed:\n{done.stderr[-3000:]}"
+
+    folder = shared("arm64-board", build)
+    return str(folder / "rootfs" / "python3")

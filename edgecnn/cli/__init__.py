@@ -10,7 +10,7 @@ import typer
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
 
-from . import bundle, data, devices, evaluate, export, models, runs, train
+from . import bench, bundle, data, devices, evaluate, export, models, runs, train
 
 app = typer.Typer(name="edgecnn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Build, compress, export and benchmark small CNN classifiers for edge devices.")
@@ -33,6 +33,7 @@ app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("bundle")(bundle.bundle)
+app.command("bench")(bench.bench)
 app.command("runs")(runs.runs)
 app.add_typer(data.app, name="data")
 app.add_typer(devices.app, name="devices")

@@ -73,7 +73,7 @@ def add(
 def check(name: str, as_json: JsonOpt = False) -> None:
     """Connect to a device and report its architecture, OS, Python and runtimes (and how to install what is missing)."""
     from edgecnn.devices.profiles import get_profile
-    from edgecnn.devices.ssh import check as check_device
+    from edgecnn.devices.probe import check as check_device
 
     report = check_device(get_profile(name))
     if as_json:

@@ -3,78 +3,15 @@ argument quoting, and one-line errors for an unknown or changed host key and an 
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from edgecnn.devices.profiles import DeviceProfile
-from edgecnn.devices.ssh import SshTransport, check
+from edgecnn.devices.probe import check
+from edgecnn.devices.ssh import SshTransport
 from edgecnn.errors import EdgecnnError
-
-SSHD = "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def keygen(path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sshd")
-    keygen(d / "host_key")
-    keygen(d / "client_key")
-    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
-    port = free_port()
-    (d / "sshd_config").write_text(f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {d / 'host_key'}
-PidFile {d / 'sshd.pid'}
-AuthorizedKeysFile {d / 'authorized_keys'}
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-UsePAM no
-StrictModes no
-""")
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", exist_ok=True)  # privilege-separation directory sshd wants as root
-    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=open(d / "sshd.log", "w"))
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    host_key = (d / "host_key.pub").read_text().split()
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-
-    def config(name, known_hosts, target_port=port):
-        path = d / f"config-{name}"
-        path.write_text(f"""Host loopdev
-    HostName 127.0.0.1
-    Port {target_port}
-    User {user}
-    IdentityFile {d / 'client_key'}
-    IdentitiesOnly yes
-    UserKnownHostsFile {known_hosts}
-    GlobalKnownHostsFile /dev/null
-    StrictHostKeyChecking accept-new
-""")
-        return str(path)
-
-    yield {"dir": d, "port": port, "config": config}
-    server.terminate()
-    server.wait(timeout=10)
-
 
 def profile(**overrides):
     return DeviceProfile(**{"name": "loop", "description": "loopback sshd", "transport": "ssh",
@@ -110,7 +47,7 @@ def test_unknown_host_key_is_refused(sshd, monkeypatch, tmp_path):
 
 
 def test_changed_host_key_is_refused(sshd, monkeypatch, tmp_path):
-    keygen(tmp_path / "other")
+    sshd["keygen"](tmp_path / "other")
     other = (tmp_path / "other.pub").read_text().split()
     (tmp_path / "wrong_known_hosts").write_text(f"[127.0.0.1]:{sshd['port']} {other[0]} {other[1]}\n")
     monkeypatch.setenv("EDGECNN_SSH_CONFIG", sshd["config"]("changed", tmp_path / "wrong_known_hosts"))
@@ -119,7 +56,7 @@ def test_changed_host_key_is_refused(sshd, monkeypatch, tmp_path):
 
 
 def test_unreachable_device_is_a_one_line_error(sshd, monkeypatch):
-    monkeypatch.setenv("EDGECNN_SSH_CONFIG", sshd["config"]("closed", sshd["dir"] / "known_hosts", free_port()))
+    monkeypatch.setenv("EDGECNN_SSH_CONFIG", sshd["config"]("closed", sshd["dir"] / "known_hosts", sshd["free_port"]()))
     with pytest.raises(EdgecnnError, match=r"device loop: cannot reach loopdev: .*Connection refused"):
         check(profile())
 

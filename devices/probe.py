@@ -1,0 +1,45 @@
+"""`edgecnn devices check`: what a device is and which runtimes it has, over whichever transport reaches it."""
+
+from __future__ import annotations
+
+import json
+
+from edgecnn.errors import EdgecnnError
+
+from .profiles import DeviceProfile
+from .transport import open_transport
+
+PIP_NAMES = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
+
+CHECK_SCRIPT = r"""
+import json, platform, importlib
+found = {}
+for module, dist in (("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("ai_edge_litert", "ai-edge-litert")):
+    try:
+        found[dist] = getattr(importlib.import_module(module), "__version__", "installed")
+    except Exception:
+        found[dist] = None
+print(json.dumps({"arch": platform.machine(), "system": platform.platform(), "python": platform.python_version(),
+                  "packages": found}))
+"""
+
+
+def check(profile: DeviceProfile, timeout: float = 120) -> dict:
+    """Arch, OS, python and runtime versions of the device, with the pip command for what is missing."""
+    transport = open_transport(profile)
+    result = transport.run([transport.python, "-c", CHECK_SCRIPT], timeout=timeout)
+    if result.returncode != 0:
+        raise EdgecnnError(f"device {profile.name}: {transport.python} did not run: {result.last_error_line()}")
+    try:
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise EdgecnnError(f"device {profile.name}: unexpected answer from the device's python") from None
+    wanted = ["numpy"] + [PIP_NAMES[r] for r in profile.runtimes]
+    missing = [p for p in wanted if not report["packages"].get(p)]
+    report["missing"] = missing
+    report["fix"] = fix_command(transport.python, missing)
+    return report
+
+
+def fix_command(python: str, missing: list[str]) -> str | None:
+    return f"{python} -m pip install {' '.join(missing)}" if missing else None
