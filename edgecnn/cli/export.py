@@ -66,6 +66,7 @@ def export(
                                                help="Training images for int8 calibration.")] = 1000,
     calib_method: Annotated[str, typer.Option("--calib-method", help="minmax or percentile (ONNX).")] = "minmax",
     onnx_scheme: Annotated[str, typer.Option("--onnx-scheme", help="u8s8 (x86 without VNNI) or s8s8 (ARM).")] = "u8s8",
+    fold_ghost_bn: Annotated[bool, typer.Option("--fold-ghost-bn/--no-fold-ghost-bn", help="Fold the ghost modules' post-concat BatchNorm into their convs (exact; ONNX and TFLite fp32).")] = True,
     split: Annotated[str, typer.Option(help="Split the accuracy is measured on: test or val.")] = "test",
     threads: Annotated[int | None, typer.Option(min=1, help="Runtime threads while measuring accuracy.")] = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (default artifacts/<run name>).")] = None,
@@ -96,7 +97,8 @@ def export(
         name = path.parent.name if path.parent.joinpath("config.json").is_file() else path.stem
         out_dir = str(Path("artifacts") / name)
     options = ExportOptions(formats=parse_formats(formats), int8=int8, calib_samples=calib_samples,
-                            calib_method=calib_method, onnx_scheme=onnx_scheme, split=split, threads=threads)
+                            calib_method=calib_method, onnx_scheme=onnx_scheme, split=split, threads=threads,
+                            fold_ghost_bn=fold_ghost_bn)
     report = export_checkpoint(path, out_dir, options, data_dir=data_dir, model_name=model, progress=RichProgress())
     if as_json:
         print(json.dumps(report, indent=2))

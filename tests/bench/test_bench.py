@@ -76,7 +76,8 @@ def test_loopback_ssh_device_matches_the_host(env, bundle_dir, tmp_path):
     # the bundle was unpacked in the profile's work folder and checked there
     (unpacked,) = (tmp_path / "device-work").iterdir()
     assert json.loads((unpacked / "manifest.json").read_text()) == json.loads((bundle_dir / "manifest.json").read_text())
-    table = edgecnn(env, "bench", "--bundle", bundle_dir, "--device", "loop", "--formats", "tflite", "--runs", 5,
+    archive = bundle_dir.with_name("bundle.tar.gz")  # the archive make_bundle wrote beside the folder
+    table = edgecnn(env, "bench", "--bundle", archive, "--device", "loop", "--formats", "tflite", "--runs", 5,
                     "--threads", 1)
     assert table.returncode == 0 and "model.int8.tflite" in table.stdout and "p50" in table.stdout
 

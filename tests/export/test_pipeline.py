@@ -75,6 +75,7 @@ def test_onnx_carries_what_a_deployment_needs(exported):
     assert json.loads(meta["classes"]) == report["data"]["classes"]
     assert json.loads(meta["mean"]) == report["data"]["mean"] and json.loads(meta["std"]) == report["data"]["std"]
     assert report["head_activation"] == "relu"  # vgg19-exp8: conv head, ReLU, then GAP
+    assert report["rewrites"] == {"ghost_folded": 0, "ghost_kept": 0}  # no ghost module: the files are as trained
     graph = onnx.load(str(out / "model.fp32.onnx")).graph
     assert graph.input[0].name == "input" and graph.output[0].name == "logits"
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic (dynamic) batch
