@@ -12,7 +12,6 @@ the results store at once: a device that drops off half-way keeps what it finish
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -108,20 +107,16 @@ def _bench_device(profile, folder, manifest, plan, store, session, outcome, tick
     if not artifacts:
         return
     tick("uploading bundle", finished)
-    remote = transport.put_bundle(folder, bundle_id(folder, manifest))
+    name = bundle_id(folder, manifest)
+    remote = transport.put_bundle(folder, name)
     threads = plan.threads or profile.threads
     base = {"session": session, "device": profile.name, "model": manifest["model"], "dataset": manifest["dataset"],
-            "bundle": bundle_id(folder, manifest), "batch": 1}
+            "bundle": name, "batch": 1}
 
     def runner(*args: str) -> dict:
         argv = [transport.python, "runner.py", "--exit-on-eof", *args]
         result = transport.run(argv, cwd=remote, timeout=plan.timeout, hold_stdin=True)
-        if result.returncode != 0:
-            raise EdgecnnError(f"device {profile.name}: runner {args[0]} failed: {result.last_error_line()}")
-        try:
-            return json.loads(result.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise EdgecnnError(f"device {profile.name}: runner {args[0]} gave no result") from None
+        return result.json_result(f"device {profile.name}: runner {args[0]}")
 
     for artifact in artifacts:
         tick(f"{artifact['file']}: accuracy", finished)
@@ -157,9 +152,7 @@ def _reference(plan: BenchPlan, folder: Path, threads: int, base: dict, store: R
     if plan.sample:
         argv += ["--limit", str(plan.sample)]
     result = execute(argv, timeout=plan.timeout, what="pytorch reference")
-    if result.returncode != 0:
-        raise EdgecnnError(f"device {profile.name}: pytorch reference failed: {result.last_error_line()}")
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    measured = result.json_result(f"device {profile.name}: pytorch reference")
     row = _row(base, measured, format="pytorch", precision="fp32", accuracy=measured["accuracy"],
                sample_images=measured["images"], predictions=measured["predictions"])
     store.add(row)
@@ -174,11 +167,11 @@ def _row(base: dict, timing: dict, **extra) -> dict:
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
 
 
-def run_bench(profiles: list[DeviceProfile], folder: Path, plan: BenchPlan, store: ResultStore,
+def run_bench(profiles: list[DeviceProfile], folder: Path, manifest: dict, plan: BenchPlan, store: ResultStore,
               tick: Callable[[str, str, int], None] = lambda device, text, done: None) -> tuple[str, list[DeviceOutcome]]:
-    """Bench every device at once; returns the session id and each device's rows and errors."""
+    """Bench every device at once; returns the session id and each device's rows and errors. `manifest` is the
+    bundle's, as load_bundle() verified it."""
     folder = Path(folder)
-    manifest = load_bundle(folder)
     if not select_artifacts(manifest, plan):
         have = ", ".join(f"{a['format']} {a['precision']}" for a in manifest["artifacts"])
         raise EdgecnnError(f"bundle {folder} has no file of the chosen formats/precisions (it has {have})")

@@ -7,13 +7,11 @@ noisy machine shows up in the numbers instead of hiding in them.
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.devices.transport import execute
 from edgecnn.export import runner
 
 RUNNER = Path(runner.__file__)
@@ -23,11 +21,7 @@ def run_once(path: str | Path, threads: int, *, batch: int = 1, runs: int = 200,
              layout: str = "NCHW", timeout: float = 600) -> dict:
     command = [sys.executable, str(RUNNER), "bench", str(path), "--threads", str(threads), "--batch", str(batch),
                "--runs", str(runs), "--warmup", str(warmup), "--layout", layout]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise EdgecnnError(f"timing {path} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return execute(command, timeout=timeout, what=f"timing {path}").json_result(f"timing {path}")
 
 
 def time_file(path: str | Path, threads: int, *, processes: int = 3, **kwargs) -> dict:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-from edgecnn.errors import EdgecnnError
-
 from .profiles import DeviceProfile
 from .transport import open_transport
 
@@ -28,12 +24,7 @@ def check(profile: DeviceProfile, timeout: float = 120) -> dict:
     """Arch, OS, python and runtime versions of the device, with the pip command for what is missing."""
     transport = open_transport(profile)
     result = transport.run([transport.python, "-c", CHECK_SCRIPT], timeout=timeout)
-    if result.returncode != 0:
-        raise EdgecnnError(f"device {profile.name}: {transport.python} did not run: {result.last_error_line()}")
-    try:
-        report = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise EdgecnnError(f"device {profile.name}: unexpected answer from the device's python") from None
+    report = result.json_result(f"device {profile.name}: {transport.python}")
     wanted = ["numpy"] + [PIP_NAMES[r] for r in profile.runtimes]
     missing = [p for p in wanted if not report["packages"].get(p)]
     report["missing"] = missing

@@ -6,6 +6,7 @@ in TRANSPORTS. Profiles name their transport by key.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
@@ -26,6 +27,15 @@ class Result:
     def last_error_line(self) -> str:
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
         return lines[-1] if lines else f"exit status {self.returncode}"
+
+    def json_result(self, what: str) -> dict:
+        """The JSON object a program printed as its last line (runner, probe, reference); `what` names it in errors."""
+        if self.returncode != 0:
+            raise EdgecnnError(f"{what} failed: {self.last_error_line()}")
+        try:
+            return json.loads(self.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise EdgecnnError(f"{what} gave no result") from None
 
 
 class Transport(ABC):

@@ -38,7 +38,7 @@ class FoldedGhost(nn.Module):
     def __init__(self, primary: nn.Module, cheap: nn.Conv2d, border: torch.Tensor | None, act: nn.Module):
         super().__init__()
         self.primary, self.cheap, self.act = primary, cheap, act
-        self.register_buffer("border", border if border is not None else None)
+        self.register_buffer("border", border)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         primary = self.primary(x)

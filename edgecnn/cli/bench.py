@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -38,7 +39,8 @@ def bench(
     Every measurement goes to the results store as soon as it is made; a device that fails or drops off keeps
     what it finished, is reported in one line, and makes the exit status 1.
     """
-    from edgecnn.bench.harness import BenchPlan, is_host, run_bench
+    from edgecnn.bench.harness import BenchPlan, is_host, load_bundle, run_bench
+    from edgecnn.export.pipeline import parse_formats
     from edgecnn.bench.store import ResultStore
     from edgecnn.devices.profiles import get_profile
     from edgecnn.errors import EdgecnnError
@@ -47,21 +49,19 @@ def bench(
     if not profiles:
         raise EdgecnnError("--device names no device")
     folder, export_dir = _bundle_folder(bundle, model, dataset, exports_root, data_dir)
-    if formats:
-        unknown = sorted(set(formats.split(",")) - {"onnx", "tflite"})
-        if unknown:
-            raise EdgecnnError(f"unknown format {unknown[0]!r}; known: onnx, tflite")
+    manifest = load_bundle(folder)  # every sha256, once, before anything runs
     if precision and set(precision.split(",")) - {"fp32", "int8"}:
         raise EdgecnnError(f"unknown precision in {precision!r}; known: fp32, int8")
     plan = BenchPlan(runs=runs, warmup=warmup, threads=_int_list(threads) if threads else None,
-                     formats=tuple(formats.split(",")) if formats else None,
+                     formats=parse_formats(formats) if formats else None,
                      precisions=tuple(precision.split(",")) if precision else None, sample=sample, timeout=timeout,
                      checkpoint=_reference_checkpoint(checkpoint, export_dir) if reference else None)
     if reference and plan.checkpoint is None and any(is_host(p) for p in profiles):
         err.print("no PyTorch reference row: the checkpoint of this bundle was not found (pass --checkpoint)",
                   highlight=False)
     store = ResultStore(store_path)
-    session, outcomes = _run_with_progress(run_bench, profiles, folder, plan, store)
+    with _progress(profiles, manifest, plan) as tick:
+        session, outcomes = run_bench(profiles, folder, manifest, plan, store, tick)
     rows = [r for o in outcomes for r in o.rows]
     errors = [e for o in outcomes for e in o.errors]
     if as_json:
@@ -133,23 +133,20 @@ def _reference_checkpoint(checkpoint: str | None, export_dir: Path | None) -> st
     return recorded if recorded and Path(recorded).is_file() else None
 
 
-def _run_with_progress(run_bench, profiles, folder, plan, store):
+@contextmanager
+def _progress(profiles, manifest, plan):
+    """tick(device, activity, units done): one rich bar per device on a terminal, plain lines otherwise."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edgecnn.bench.harness import load_bundle, steps
+    from edgecnn.bench.harness import steps
 
-    manifest = load_bundle(folder)
     if not err.is_terminal:
-        return run_bench(profiles, folder, plan, store,
-                         tick=lambda device, text, done: err.print(f"{device}: {text}", highlight=False, markup=False))
+        yield lambda device, text, done: err.print(f"{device}: {text}", highlight=False, markup=False)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[now]}"),
                   TimeElapsedColumn(), console=err) as progress:
         tasks = {p.name: progress.add_task(p.name, total=steps(p, manifest, plan), now="") for p in profiles}
-
-        def tick(device: str, text: str, done: int) -> None:
-            progress.update(tasks[device], completed=done, now=text)
-
-        return run_bench(profiles, folder, plan, store, tick=tick)
+        yield lambda device, text, done: progress.update(tasks[device], completed=done, now=text)
 
 
 def _table(rows: list[dict], session: str) -> Table:
