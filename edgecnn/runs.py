@@ -65,10 +65,38 @@ def build_from_checkpoint(payload: dict, *, model: str | None = None, num_classe
             raise EdgecnnError(f"{source} was trained with {name}={payload[name]}, not {wanted}")
     net = get_model(payload["model"], payload["num_classes"], payload["in_chans"])
     try:
+        if "structure" in payload:  # structurally pruned: give each layer its saved shape first
+            apply_structure(net, payload["structure"], payload["state_dict"])
         net.load_state_dict(payload["state_dict"])
-    except RuntimeError as error:
+    except (RuntimeError, AttributeError) as error:
         raise EdgecnnError(f"{source} does not fit {payload['model']}: {str(error).splitlines()[0]}") from error
     return net
+
+
+_SHAPE_ATTRS = {torch.nn.Conv2d: ("in_channels", "out_channels", "groups"), torch.nn.Linear: ("in_features", "out_features"),
+                torch.nn.BatchNorm2d: ("num_features",)}
+
+
+def structure_of(model: torch.nn.Module) -> dict[str, dict[str, int]]:
+    """The channel counts of every conv, linear and BatchNorm layer: what a structurally pruned model needs, beside
+    its state_dict, to be rebuilt from the zoo definition (plain ints, so checkpoints stay weights_only)."""
+    return {name: {attr: int(getattr(module, attr)) for attr in attrs} for name, module in model.named_modules()
+            for kind, attrs in _SHAPE_ATTRS.items() if type(module) is kind}
+
+
+def apply_structure(net: torch.nn.Module, structure: dict, state_dict: dict) -> None:
+    """Resize `net`'s layers to a pruned model's channel counts; the tensors get their shapes from `state_dict`."""
+    for name, attrs in structure.items():
+        module = net.get_submodule(name)
+        for attr, value in attrs.items():
+            setattr(module, attr, value)
+    for key, value in state_dict.items():
+        owner, _, leaf = key.rpartition(".")
+        module = net.get_submodule(owner)
+        if leaf in module._parameters and module._parameters[leaf].shape != value.shape:
+            module._parameters[leaf] = torch.nn.Parameter(torch.empty_like(value))
+        elif leaf in module._buffers and module._buffers[leaf] is not None and module._buffers[leaf].shape != value.shape:
+            module._buffers[leaf] = torch.empty_like(value)
 
 
 @dataclass
@@ -119,7 +147,8 @@ def find_run(model: str, dataset: str | None, root: str | os.PathLike[str] | Non
     from edgecnn.data import dataset_info
 
     name, data = resolve(model), dataset_info(dataset).name if dataset else None
-    matches = [r for r in list_runs(root) if r.finished and r.config["model"] == name
+    # compressed runs (with lineage) are never picked implicitly: a user names them with --run
+    matches = [r for r in list_runs(root) if r.finished and r.config["model"] == name and "lineage" not in r.config
                and (data is None or r.config["dataset"] == data)]
     if not matches:
         raise EdgecnnError(f"no finished run of {name}{f' on {data}' if data else ''} in {runs_root(root)}; train "

@@ -10,7 +10,7 @@ import typer
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
 
-from . import bench, bundle, data, devices, evaluate, export, models, runs, train
+from . import bench, bundle, compress, data, devices, evaluate, export, models, runs, train
 
 app = typer.Typer(name="edgecnn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Build, compress, export and benchmark small CNN classifiers for edge devices.")
@@ -35,6 +35,7 @@ app.command("export")(export.export)
 app.command("bundle")(bundle.bundle)
 app.command("bench")(bench.bench)
 app.command("runs")(runs.runs)
+app.add_typer(compress.app, name="compress")
 app.add_typer(data.app, name="data")
 app.add_typer(devices.app, name="devices")
 

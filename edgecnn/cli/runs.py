@@ -19,7 +19,8 @@ def runs(runs_dir: RunsDirOpt = None, as_json: JsonOpt = False) -> None:
         config, result, metrics = run.config, run.result, run.metrics()
         rows.append({"run": run.path.name, "path": str(run.path), "model": config["model"], "dataset": config["dataset"],
                      "recipe": config["recipe"], "epochs_done": len(metrics),
-                     "epochs": config["train"]["resolved"].get("epochs"), "status": "finished" if result else "partial",
+                     "epochs": config.get("train", {}).get("resolved", {}).get("epochs"),
+                     "parent": config.get("lineage", {}).get("parent"), "status": "finished" if result else "partial",
                      "best_val_acc": max((m["val_acc"] for m in metrics), default=None),
                      "test_acc": result["test_acc"] if result else None, "params": config.get("params"),
                      "created": config.get("created")})

@@ -1,0 +1,89 @@
+"""A compressed model is a run like any other, with its lineage: the parent checkpoint, the method and its
+settings. ``--model/--dataset`` lookups keep finding the newest *trained* run; a derived run is named with --run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import edgecnn
+from edgecnn.compress.train.loop import evaluate
+from edgecnn.compress.zoo import count_mflops, count_params
+from edgecnn.data import Dataset, load_dataset
+from edgecnn.errors import EdgecnnError
+from edgecnn.io import atomic_write_text
+from edgecnn.runs import build_from_checkpoint, load_checkpoint, runs_root, save_checkpoint, structure_of
+
+
+@dataclass
+class Parent:
+    checkpoint: Path
+    payload: dict
+    model: nn.Module
+    data: Dataset
+
+    @property
+    def run_dir(self) -> Path | None:
+        folder = self.checkpoint.parent
+        return folder if (folder / "config.json").is_file() else None
+
+    def test_acc(self) -> float | None:
+        result = self.run_dir / "result.json" if self.run_dir else None
+        return json.loads(result.read_text()).get("test_acc") if result and result.is_file() else None
+
+
+def load_parent(checkpoint: str | Path, data_dir: str | None = None) -> Parent:
+    """The model to compress (structure and weights) and the dataset it was trained on."""
+    checkpoint = Path(checkpoint)
+    payload = load_checkpoint(checkpoint)
+    model = build_from_checkpoint(payload, source=str(checkpoint)).eval()
+    data = load_dataset(payload["data"]["dataset"], data_dir, in_chans=payload["in_chans"])
+    return Parent(checkpoint, payload, model, data)
+
+
+class DerivedRun:
+    """The run directory a compression method writes: config.json with lineage, checkpoints, metrics, result."""
+
+    def __init__(self, parent: Parent, method: str, settings: dict, runs_dir: str | None = None,
+                 name: str | None = None):
+        self.parent, self.method = parent, method
+        model, dataset = parent.payload["model"], parent.payload["data"]["dataset"]
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.path = runs_root(runs_dir) / (name or f"{model}-{dataset}-{method}-{stamp}")
+        if self.path.exists():
+            raise EdgecnnError(f"run directory {self.path} already exists; choose another --name")
+        self.lineage = {"parent": str(parent.run_dir or parent.checkpoint), "parent_checkpoint": str(parent.checkpoint),
+                        "parent_test_acc": parent.test_acc(), "method": method, "settings": settings}
+        config = {"model": model, "dataset": dataset, "recipe": method,
+                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": "cpu",
+                  "params": count_params(parent.model), "mflops": count_mflops(parent.model, parent.payload["in_chans"]),
+                  "edgecnn": edgecnn.__version__, "torch": torch.__version__, "data": parent.payload["data"],
+                  "lineage": self.lineage}
+        atomic_write_text(self.path / "config.json", json.dumps(config, indent=2))
+
+    def save(self, model: nn.Module, filename: str = "best.pt", **extra) -> Path:
+        """A checkpoint export and bench load like a trained one; `structure` rebuilds pruned layer shapes."""
+        meta = {k: self.parent.payload[k] for k in ("model", "num_classes", "in_chans", "data")}
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return save_checkpoint(self.path / filename, {**meta, "edgecnn": edgecnn.__version__, "state_dict": state,
+                                                      "structure": structure_of(model), "lineage": self.lineage,
+                                                      **extra})
+
+    def write_metrics(self, records: list[dict]) -> None:
+        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+
+    def finish(self, model: nn.Module, **extra) -> dict:
+        """Test accuracy over every test image; result.json marks the run finished."""
+        data = self.parent.data
+        loss, correct, count = evaluate(model, data.test, data.mean, data.std)
+        result = {"status": "finished", "test_acc": correct / count, "test_loss": loss / count,
+                  "params": count_params(model), "mflops": count_mflops(model, self.parent.payload["in_chans"]),
+                  "test_images": count, "method": self.method, "parent_test_acc": self.lineage["parent_test_acc"],
+                  **extra}
+        atomic_write_text(self.path / "result.json", json.dumps(result, indent=2))
+        return result
