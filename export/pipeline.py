@@ -57,6 +57,7 @@ class Artifact:
     status: str = "pending"
     error: str | None = None
     bytes: int | None = None
+    gzip_bytes: int | None = None  # where pruning's zeros pay: a sparse model's file compresses, a dense one barely
     sha256: str | None = None
     export_seconds: float | None = None
     accuracy: float | None = None
@@ -100,6 +101,13 @@ FORMATS = {
             model, path, in_chans, calib, on_batch=tick),
     ),
 }
+
+
+def gzip_size(path: Path) -> int:
+    """Bytes of the file gzip-compressed (level 6, as a download or an OTA update would be)."""
+    import gzip
+
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=6))
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -237,6 +245,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
                 continue
             row.export_seconds = round(time.perf_counter() - started, 2)
             row.file, row.bytes, row.sha256 = path.name, path.stat().st_size, sha256_file(path)
+            row.gzip_bytes = gzip_size(path)
             fp32_ok = fp32_ok or precision == "fp32"
             try:
                 started = time.perf_counter()

@@ -50,9 +50,11 @@ class DerivedRun:
     """The run directory a compression method writes: config.json with lineage, checkpoints, metrics, result."""
 
     def __init__(self, parent: Parent, method: str, settings: dict, runs_dir: str | None = None,
-                 name: str | None = None):
+                 name: str | None = None, student: tuple[str, nn.Module] | None = None):
+        """student: (zoo name, module) when the new run is another model (distillation), else the parent's."""
         self.parent, self.method = parent, method
-        model, dataset = parent.payload["model"], parent.payload["data"]["dataset"]
+        self.model_name, net = student or (parent.payload["model"], parent.model)
+        model, dataset = self.model_name, parent.payload["data"]["dataset"]
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.path = runs_root(runs_dir) / (name or f"{model}-{dataset}-{method}-{stamp}")
         if self.path.exists():
@@ -61,18 +63,21 @@ class DerivedRun:
                         "parent_test_acc": parent.test_acc(), "method": method, "settings": settings}
         config = {"model": model, "dataset": dataset, "recipe": method,
                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": "cpu",
-                  "params": count_params(parent.model), "mflops": count_mflops(parent.model, parent.payload["in_chans"]),
+                  "params": count_params(net), "mflops": count_mflops(net, parent.payload["in_chans"]),
                   "edgecnn": edgecnn.__version__, "torch": torch.__version__, "data": parent.payload["data"],
                   "lineage": self.lineage}
         atomic_write_text(self.path / "config.json", json.dumps(config, indent=2))
 
     def save(self, model: nn.Module, filename: str = "best.pt", **extra) -> Path:
         """A checkpoint export and bench load like a trained one; `structure` rebuilds pruned layer shapes."""
-        meta = {k: self.parent.payload[k] for k in ("model", "num_classes", "in_chans", "data")}
+        meta = {k: self.parent.payload[k] for k in ("num_classes", "in_chans", "data")} | {"model": self.model_name}
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return save_checkpoint(self.path / filename, {**meta, "edgecnn": edgecnn.__version__, "state_dict": state,
                                                       "structure": structure_of(model), "lineage": self.lineage,
                                                       **extra})
+
+    def write_json(self, filename: str, value) -> None:
+        atomic_write_text(self.path / filename, json.dumps(value, indent=2))
 
     def write_metrics(self, records: list[dict]) -> None:
         atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))

@@ -99,7 +99,7 @@ def iterative_prune(parent, *, steps: int = 10, amount: float = 0.2, finetune_co
         make_permanent(baked)
         run.save(baked, f"steps/step-{step:02d}.pt", sparsity=rows[-1]["sparsity"])
         run.write_metrics(history)
-        _write_table(run.path, rows)
+        run.write_json("pruning.json", rows)
         if on_step:
             on_step(rows[-1])
     make_permanent(model)
@@ -107,10 +107,3 @@ def iterative_prune(parent, *, steps: int = 10, amount: float = 0.2, finetune_co
     run.finish(model, sparsity=rows[-1]["sparsity"], pruning=rows)
     return run, rows
 
-
-def _write_table(folder, rows: list[dict]) -> None:
-    import json
-
-    from edgecnn.io import atomic_write_text
-
-    atomic_write_text(folder / "pruning.json", json.dumps(rows, indent=2))

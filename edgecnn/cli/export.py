@@ -41,13 +41,15 @@ def export_table(report: dict) -> Table:
     reference = report["artifacts"][0]["accuracy"]
     table = Table(title=f"{report['model']} on {report['dataset']} {report['split']} "
                         f"({report['images']} images, accuracy through each file's runtime)")
-    for column, justify in (("artifact", "left"), ("file", "left"), ("size KiB", "right"), ("accuracy", "right"),
+    for column, justify in (("artifact", "left"), ("file", "left"), ("size KiB", "right"), ("gzip KiB", "right"),
+                            ("accuracy", "right"),
                             ("Δ vs fp32 pp", "right"), ("top-1 agree", "right"), ("mean |Δlogit|", "right"),
                             ("max |Δlogit|", "right"), ("status", "left")):
         table.add_column(column, justify=justify)
     for row in report["artifacts"]:
         delta = "-" if row["accuracy"] is None else f"{(row['accuracy'] - reference) * 100:+.2f}"
         table.add_row(row["name"], row["file"] or "-", "-" if row["bytes"] is None else f"{row['bytes'] / 1024:,.1f}",
+                      "-" if row.get("gzip_bytes") is None else f"{row['gzip_bytes'] / 1024:,.1f}",
                       _pct(row["accuracy"]), delta, _pct(row["agreement"]),
                       "-" if row["logit_mae"] is None else f"{row['logit_mae']:.4f}",
                       "-" if row["logit_max_err"] is None else f"{row['logit_max_err']:.4f}",
