@@ -167,3 +167,69 @@ def arm64_python(shared):
 
     folder = shared("arm64-board", build)
     return str(folder / "rootfs" / "python3")
+
+
+@pytest.fixture(scope="session")
+def pipeline_folder(shared):
+    """`edgecnn pipeline` driven through interruptions on generated CIFAR data (vgg19-exp8, ONNX fp32 + int8, host,
+    one thread), once per session. Three calls into the library, the stage log of each in calls.json:
+    1. killed (KeyboardInterrupt) in the second training epoch;
+    2. resumes the training, exports, bundles, and is killed as the bench stage starts;
+    3. skips train/export/bundle, benches, writes the report.
+    Everything it writes (runs, artifacts, results store, report) is under the returned folder."""
+    from edgecnn.compress.train import Reporter
+    from edgecnn.pipeline import Hooks, PipelineConfig, run_pipeline
+
+    class KilledInSecondEpoch(Hooks):
+        def train_reporter(self):
+            class Killer(Reporter):
+                first = None
+
+                def batch(self, epoch, step, loss, acc, images_per_s):
+                    self.first = epoch if self.first is None else self.first
+                    if epoch != self.first:
+                        raise KeyboardInterrupt
+
+            return Killer()
+
+    class RecordsResume(Hooks):
+        first_epochs = []
+
+        def train_reporter(self):
+            first_epochs = self.first_epochs
+
+            class Recorder(Reporter):
+                def start(self, run, epochs, steps, first_epoch):
+                    first_epochs.append(first_epoch)
+
+            return Recorder()
+
+    def kill_at(stage):
+        def hook(model, name):
+            if name == stage:
+                raise KeyboardInterrupt
+        return hook
+
+    def build(root: Path) -> None:
+        write_synthetic_cifar(root / "data", 10, train_size=600, test_size=200, seed=11)
+        config = PipelineConfig(models=("vgg19-exp8",), dataset="cifar10", epochs=3, batch_size=32, lr=0.05,
+                                formats=("onnx",), calib_samples=100, threads=(1,), bench_runs=20, bench_warmup=3,
+                                data_dir=str(root / "data"), runs_dir=str(root / "runs"),
+                                artifacts_dir=str(root / "artifacts"), store=str(root / "results" / "bench.sqlite"),
+                                report_dir=str(root / "report"))
+        calls = []
+        resumed = RecordsResume()
+        for hooks, on_stage in ((KilledInSecondEpoch(), None), (resumed, kill_at("bench")), (Hooks(), None)):
+            stamps = {}
+            try:
+                log, _, errors = run_pipeline(config, hooks, on_stage)
+                calls.append({"entries": log.entries, "errors": errors})
+            except KeyboardInterrupt:
+                calls.append({"interrupted": True})
+            for path in (root / "artifacts").glob("*/export.json"):
+                stamps[str(path)] = path.stat().st_mtime_ns
+            calls[-1]["export_mtimes"] = stamps
+        calls[1]["train_started_after_epoch"] = resumed.first_epochs
+        (root / "calls.json").write_text(json.dumps(calls, indent=2))
+
+    return shared("pipeline", build)

@@ -72,7 +72,7 @@ def ignored_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
 
 def make_pruner(model: nn.Module, example: torch.Tensor, ratio: float, *, importance: str = "l1",
                 global_pruning: bool = False, steps: int = 1, layer_ratios: dict[nn.Module, float] | None = None,
-                extra_ignored: list[nn.Module] = ()) -> tp.pruner.MetaPruner:
+                extra_ignored: list[nn.Module] = (), round_to: int | None = None) -> tp.pruner.MetaPruner:
     """A Torch-Pruning MetaPruner reaching channel-pruning `ratio` in `steps` equal steps (call .step() each time).
 
     global_pruning ranks channels across all layers (uneven widths); otherwise every layer loses `ratio` of its
@@ -90,7 +90,7 @@ def make_pruner(model: nn.Module, example: torch.Tensor, ratio: float, *, import
     return tp.pruner.MetaPruner(model, example, importance=IMPORTANCE[importance](), pruning_ratio=ratio,
                                 pruning_ratio_dict=layer_ratios or {}, global_pruning=global_pruning,
                                 iterative_steps=steps, ignored_layers=ignored_layers(model, example) + list(extra_ignored),
-                                customized_pruners=_CUSTOM, round_to=None)
+                                customized_pruners=_CUSTOM, round_to=round_to)
 
 
 def prunable_roots(model: nn.Module, example: torch.Tensor) -> dict[str, nn.Module]:

@@ -29,7 +29,12 @@ class EpochAugment:
         cols = dx[:, None] + torch.arange(w)  # (B, W)
         cols = torch.where(self.flips[indices][:, None], cols.flip(1), cols)[:, None, :]  # (B, 1, W)
         batch = torch.arange(b)[:, None, None]
-        return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+        out = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+        # clone, not .contiguous(): with one channel the permuted view already counts as contiguous but keeps
+        # channels-last strides, and every conv after it then ran channels-last. oneDNN's 1x1 strided
+        # backward-weights kernel in that layout corrupts the heap on narrow pruned widths (6 -> 10 channels,
+        # stride 2; tests/compress/test_augment.py), and the rest of the zoo trains in NCHW anyway.
+        return out.clone(memory_format=torch.contiguous_format)
 
 
 def mix(images: torch.Tensor, targets: torch.Tensor, num_classes: int, mixup: float, cutmix: float,

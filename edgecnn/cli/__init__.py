@@ -10,7 +10,7 @@ import typer
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
 
-from . import bench, bundle, compress, data, devices, evaluate, export, models, runs, train
+from . import bench, bundle, compress, data, devices, evaluate, export, models, pipeline, report, reproduce, runs, train
 
 app = typer.Typer(name="edgecnn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Build, compress, export and benchmark small CNN classifiers for edge devices.")
@@ -35,9 +35,12 @@ app.command("export")(export.export)
 app.command("bundle")(bundle.bundle)
 app.command("bench")(bench.bench)
 app.command("runs")(runs.runs)
+app.command("report")(report.report)
+app.command("pipeline")(pipeline.pipeline)
 app.add_typer(compress.app, name="compress")
 app.add_typer(data.app, name="data")
 app.add_typer(devices.app, name="devices")
+app.add_typer(reproduce.app, name="reproduce")
 
 
 def main() -> None:

@@ -33,3 +33,14 @@ def test_mix_returns_soft_targets_summing_to_one():
     assert soft.shape == (16, 10) and torch.allclose(soft.sum(1), torch.ones(16))
     same, labels = mix(x, y, 10, 0.0, 0.0, g)
     assert same is x and labels is y
+
+
+def test_grayscale_batches_come_back_in_plain_nchw_strides():
+    # A one-channel permuted view passes .contiguous() unchanged with channels-last strides, and every conv after
+    # it then ran channels-last: oneDNN's 1x1 stride-2 backward-weights kernel corrupted the heap in that layout
+    # on narrow pruned widths (a real crash while fine-tuning a pruned exp11). Batches must be plain NCHW.
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    out = EpochAugment(4, seed=0, epoch=0)(images, torch.arange(4))
+    assert out.stride() == torch.empty(out.shape).stride() == (784, 784, 28, 1)
+    features = torch.nn.Conv2d(1, 6, 3, padding=1)(out.float())
+    assert features.stride() == torch.empty(features.shape).stride()

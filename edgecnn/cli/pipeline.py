@@ -1,0 +1,86 @@
+"""`edgecnn pipeline`: the main job. Models -> trained runs -> ONNX/TFLite fp32+int8 -> bundles -> bench on each
+device -> report. A rerun skips every stage whose output is already there (see edgecnn/pipeline.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .console import err, out
+from .options import DataDirOpt, RunsDirOpt
+from .report import MaxDropOpt, OutOpt, StoreOpt
+
+
+class CliHooks:
+    """edgecnn.pipeline.Hooks drawn with the same bars as `train`, `export` and `bench`."""
+
+    def stage(self, model: str, name: str) -> None:
+        err.rule(f"{model}: {name}" if model != "all" else name)
+
+    def train_reporter(self):
+        from .progress import reporter
+
+        return reporter()
+
+    def export_progress(self):
+        from .export import RichProgress
+
+        return RichProgress()
+
+    def bench_tick(self, profiles, manifest, plan):
+        from .bench import _progress
+
+        return _progress(profiles, manifest, plan)
+
+
+def pipeline(
+    models: Annotated[str, typer.Option("--models", help="Comma list of zoo models.")] = "exp13",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="cifar10, cifar100 or fashion-mnist.")] = "fashion-mnist",
+    recipe: Annotated[str, typer.Option(help="Training recipe for models without a finished run.")] = "fast",
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (1 keeps a first run under half an hour).")] = 1,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (recipe default).")] = None,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a finished run exists.")] = False,
+    formats: Annotated[str, typer.Option(help="Comma list: onnx, tflite.")] = "onnx,tflite",
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export int8 (calibrated on training images).")] = True,
+    device: Annotated[str, typer.Option("--device", help="Device profile(s), comma-separated.")] = "host",
+    threads: Annotated[str | None, typer.Option(help="Comma list of thread counts (default: each profile's).")] = None,
+    runs: Annotated[int, typer.Option("--bench-runs", min=1, help="Timed inferences per measurement.")] = 100,
+    sample: Annotated[int | None, typer.Option(min=1, help="Score only the first N sample images on devices.")] = None,
+    max_drop: MaxDropOpt = 1.0,
+    out_dir: OutOpt = "results/report",
+    data_dir: DataDirOpt = None,
+    runs_dir: RunsDirOpt = None,
+    exports_root: Annotated[str, typer.Option("--exports-root", help="Where exports are written.")] = "artifacts",
+    store_path: StoreOpt = None,
+) -> None:
+    """Train (or reuse), export, bundle, bench and report, skipping what is already done."""
+    from edgecnn.export.pipeline import parse_formats
+    from edgecnn.pipeline import PipelineConfig, run_pipeline
+    from edgecnn.report.render import recommendation_lines
+
+    from .bench import _int_list
+
+    config = PipelineConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), dataset=dataset,
+                            recipe=recipe, epochs=epochs, lr=lr, retrain=retrain, formats=parse_formats(formats), int8=int8,
+                            devices=tuple(d.strip() for d in device.split(",") if d.strip()),
+                            threads=_int_list(threads) if threads else None, bench_runs=runs, sample=sample,
+                            max_drop=max_drop, data_dir=data_dir, runs_dir=runs_dir, artifacts_dir=exports_root,
+                            store=store_path, report_dir=out_dir)
+    log, files, errors = run_pipeline(config, CliHooks())
+    table = Table(title="pipeline")
+    for column in ("model", "stage", "status", "detail"):
+        table.add_column(column)
+    for entry in log.entries:
+        table.add_row(*entry)
+    out.print(table)
+    for line in recommendation_lines(json.loads(files["report.json"].read_text())["recommendations"]):
+        out.print(line, markup=False, highlight=False)
+    out.print(f"report: {files['report.html']} (also report.md, CSV, JSON, PNGs)", markup=False, highlight=False)
+    for error in errors:
+        print(f"edgecnn: error: {error}", file=sys.stderr)
+    if errors or any(status == "failed" for _, _, status, _ in log.entries):
+        raise typer.Exit(1)

@@ -1,0 +1,225 @@
+"""`edgecnn pipeline`: train (or reuse) -> export -> bundle -> bench on each device -> report, for several models.
+
+Each stage reads the previous stage's files and is skipped when its output is already there and up to date, so a
+rerun after an interruption continues where it stopped:
+
+- train: the pipeline's own run `<model>-<dataset>-pipeline` is reused when finished and resumed from its last
+  epoch when not; without it, the newest finished run of the model on the dataset is reused (`--retrain` trains
+  anew);
+- export: `artifacts/<run>/export.json` is kept when it is newer than the checkpoint, was made with the same
+  formats and int8 setting, and lists every file as checked;
+- bundle: kept when its manifest is newer than export.json and its sha256 list verifies;
+- bench: skipped per device when the results store already holds every (file, thread count) of this bundle on
+  that device; a device that failed half-way is benched again (its finished rows stay in the store);
+- report: always rewritten (it only reads).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecnn.errors import EdgecnnError
+
+
+@dataclass
+class PipelineConfig:
+    models: tuple[str, ...] = ("exp13",)
+    dataset: str = "fashion-mnist"
+    recipe: str = "fast"
+    epochs: int | None = 1  # a first run that ends on a 2-core CPU in well under an hour; None: the recipe's
+    batch_size: int | None = None
+    lr: float | None = None
+    retrain: bool = False
+    formats: tuple[str, ...] = ("onnx", "tflite")
+    int8: bool = True
+    calib_samples: int = 1000
+    devices: tuple[str, ...] = ("host",)
+    threads: tuple[int, ...] | None = None  # None: each device profile's own
+    bench_runs: int = 100
+    bench_warmup: int = 10
+    sample: int | None = None
+    max_drop: float = 1.0
+    data_dir: str | None = None
+    runs_dir: str | None = None  # None: ./runs or $EDGECNN_RUNS_DIR
+    artifacts_dir: str = "artifacts"
+    store: str | None = None
+    report_dir: str = "results/report"
+
+
+@dataclass
+class StageLog:
+    """What each stage did, for the summary table and the tests: (model, stage, 'done'|'skipped'|'failed', why)."""
+
+    entries: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def add(self, model: str, stage: str, status: str, detail: str) -> None:
+        self.entries.append((model, stage, status, detail))
+
+
+class Hooks:
+    """The CLI's progress drawing; the library default is silent."""
+
+    def stage(self, model: str, name: str) -> None:
+        pass
+
+    def train_reporter(self):
+        return None
+
+    def export_progress(self):
+        return None
+
+    def bench_tick(self, profiles, manifest, plan):
+        from contextlib import nullcontext
+
+        return nullcontext(lambda device, text, done: None)
+
+
+def pipeline_run_name(model: str, dataset: str) -> str:
+    return f"{model}-{dataset}-pipeline"
+
+
+def train_stage(model: str, config: PipelineConfig, log: StageLog, hooks: Hooks):
+    from edgecnn.compress.train import TrainConfig, train
+    from edgecnn.runs import Run, find_run, runs_root
+
+    own = runs_root(config.runs_dir) / pipeline_run_name(model, config.dataset)
+    if (own / "result.json").is_file():
+        log.add(model, "train", "skipped", f"{own} is finished")
+        return Run(own)
+    if (own / "config.json").is_file():
+        log.add(model, "train", "done", f"resumed {own}")
+        return train(resume=own, reporter=hooks.train_reporter())
+    if not config.retrain:
+        try:
+            run = find_run(model, config.dataset, config.runs_dir)
+            log.add(model, "train", "skipped", f"reusing the finished run {run.path}")
+            return run
+        except EdgecnnError:
+            pass  # none yet: train one
+    trained = train(TrainConfig(model=model, dataset=config.dataset, recipe=config.recipe, epochs=config.epochs,
+                                batch_size=config.batch_size, lr=config.lr, data_dir=config.data_dir, runs_dir=config.runs_dir,
+                                name=own.name), reporter=hooks.train_reporter())
+    log.add(model, "train", "done", f"trained {trained.path}")
+    return trained
+
+
+def _export_is_current(folder: Path, checkpoint: Path, config: PipelineConfig) -> bool:
+    try:
+        report = json.loads((folder / "export.json").read_text())
+    except (OSError, ValueError):
+        return False
+    options = report.get("options", {})
+    expected = 1 + len(config.formats) * (2 if config.int8 else 1)  # the PyTorch row + every file
+    artifacts = report.get("artifacts", [])
+    return ((folder / "export.json").stat().st_mtime >= checkpoint.stat().st_mtime
+            and tuple(options.get("formats", ())) == tuple(config.formats) and options.get("int8") == config.int8
+            and len(artifacts) == expected and all(a.get("status") == "ok" for a in artifacts)
+            and all((folder / a["file"]).is_file() for a in artifacts if a.get("file")))
+
+
+def export_stage(model: str, run, config: PipelineConfig, log: StageLog, hooks: Hooks) -> Path:
+    from edgecnn.export.pipeline import ExportOptions, export_checkpoint
+
+    checkpoint = run.checkpoint("best")
+    folder = Path(config.artifacts_dir) / run.path.name
+    if _export_is_current(folder, checkpoint, config):
+        log.add(model, "export", "skipped", f"{folder}/export.json is up to date")
+        return folder
+    options = ExportOptions(formats=config.formats, int8=config.int8, calib_samples=config.calib_samples)
+    report = export_checkpoint(checkpoint, folder, options, data_dir=config.data_dir, progress=hooks.export_progress())
+    failed = [a["name"] for a in report["artifacts"] if a["status"] != "ok"]
+    log.add(model, "export", "failed" if failed else "done",
+            f"{folder}" + (f" ({', '.join(failed)} failed; the rest goes on)" if failed else ""))
+    return folder
+
+
+def bundle_stage(model: str, export_dir: Path, config: PipelineConfig, log: StageLog) -> Path:
+    from edgecnn.export.bundle import make_bundle, verify_bundle
+
+    folder = export_dir / "bundle"
+    manifest, archive = folder / "manifest.json", export_dir / "bundle.tar.gz"
+    if (manifest.is_file() and archive.is_file()
+            and manifest.stat().st_mtime >= (export_dir / "export.json").stat().st_mtime):
+        try:
+            verify_bundle(folder)
+            log.add(model, "bundle", "skipped", f"{folder} is up to date")
+            return folder
+        except EdgecnnError:
+            pass  # changed or damaged: rebuild it
+    make_bundle(export_dir, folder, data_dir=config.data_dir)
+    log.add(model, "bundle", "done", f"{folder} and {archive}")
+    return folder
+
+
+def bench_stage(model: str, bundle: Path, config: PipelineConfig, log: StageLog, hooks: Hooks, store) -> list[str]:
+    """Bench the devices that lack a complete set of rows for this bundle; returns the devices' error lines."""
+    from edgecnn.bench.harness import BenchPlan, bundle_id, load_bundle, run_bench, select_artifacts
+    from edgecnn.devices.profiles import get_profile
+
+    manifest = load_bundle(bundle)
+    checkpoint = json.loads((Path(bundle).parent / "export.json").read_text()).get("checkpoint")
+    plan = BenchPlan(runs=config.bench_runs, warmup=config.bench_warmup, threads=config.threads, sample=config.sample,
+                     checkpoint=checkpoint if checkpoint and Path(checkpoint).is_file() else None)
+    name = bundle_id(bundle, manifest)
+    have = {(r["device"], r["file"], r["threads"]) for r in store.rows() if r["bundle"] == name}
+    todo = []
+    for device in config.devices:
+        profile = get_profile(device)
+        needed = {(profile.name, a["file"], t) for a in select_artifacts(manifest, plan)
+                  for t in (plan.threads or profile.threads)}
+        if needed <= have:
+            log.add(model, f"bench {profile.name}", "skipped", f"{len(needed)} measurements already in {store.path}")
+        else:
+            todo.append(profile)
+    if not todo:
+        return []
+    with hooks.bench_tick(todo, manifest, plan) as tick:
+        _, outcomes = run_bench(todo, bundle, manifest, plan, store, tick)
+    errors = []
+    for outcome in outcomes:
+        log.add(model, f"bench {outcome.device}", "failed" if outcome.errors else "done",
+                f"{len(outcome.rows)} measurements" + (f"; {outcome.errors[0]}" if outcome.errors else ""))
+        errors += outcome.errors
+    return errors
+
+
+def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None,
+                 on_stage: Callable[[str, str], None] | None = None) -> tuple[StageLog, dict, list[str]]:
+    """Every model through every stage, then the report. Returns (stage log, report files, errors)."""
+    from edgecnn.bench.store import ResultStore
+    from edgecnn.compress.zoo import resolve
+    from edgecnn.data import dataset_info
+    from edgecnn.devices.profiles import get_profile
+    from edgecnn.report import collect, write_report
+
+    hooks = hooks or Hooks()
+    models = [resolve(m) for m in config.models]  # unknown names fail here, before an hour of training
+    config.dataset = dataset_info(config.dataset).name
+    for device in config.devices:
+        get_profile(device)  # an unknown device fails now, not after the training
+    store = ResultStore(config.store)
+    log, errors = StageLog(), []
+    for model in models:
+        for stage in ("train", "export", "bundle", "bench"):
+            if on_stage:
+                on_stage(model, stage)
+            hooks.stage(model, stage)
+            if stage == "train":
+                run = train_stage(model, config, log, hooks)
+            elif stage == "export":
+                export_dir = export_stage(model, run, config, log, hooks)
+            elif stage == "bundle":
+                bundle = bundle_stage(model, export_dir, config, log)
+            else:
+                errors += bench_stage(model, bundle, config, log, hooks, store)
+    hooks.stage("all", "report")
+    from edgecnn.runs import runs_root
+
+    data = collect(runs_dir=runs_root(config.runs_dir), artifacts_dir=config.artifacts_dir, store=store, dataset=config.dataset,
+                   models=models, max_drop=config.max_drop)
+    files = write_report(data, config.report_dir, title=f"edgecnn report: {', '.join(models)} on {config.dataset}")
+    log.add("all", "report", "done", str(Path(config.report_dir) / "report.html"))
+    return log, files, errors

@@ -1,0 +1,7 @@
+"""The report stage: reads what the other stages left on disk (runs/, artifacts/, the results store) and writes
+Markdown, a self-contained HTML page, CSV, JSON and plots. It never imports the other stages' internals."""
+
+from .collect import ReportData, collect
+from .render import write_report
+
+__all__ = ["ReportData", "collect", "write_report"]

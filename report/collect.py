@@ -1,0 +1,186 @@
+"""Gather the report's rows from the files the earlier stages wrote.
+
+- runs/<name>/config.json + result.json (+ pruning.json / structured.json): the accuracy table, pruning curves;
+- artifacts/<name>/export.json + bundle/manifest.json: which bundle came from which run, file sizes, and each
+  file's accuracy on the whole test split (measured at export through the file's own runtime);
+- the results store (SQLite): latency and memory per device, file and thread count.
+
+A bundle is recognised by the id the bench stage gives it on devices (model + manifest hash), so a store row
+finds its export folder and run even when parent and pruned runs share one model name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecnn.io import sha256_file
+
+# MicroNet challenge (NeurIPS 2019) normalisation: WideResNet-28-10 on CIFAR-100, 36.5 M parameters and
+# 10.49 G math operations. A multiply-add is two operations; 8-bit parameters and 8-bit multiplies count a quarter,
+# the 32-bit accumulating additions count in full (the challenge's rules for quantized entries).
+MICRONET_PARAMS = 36.5e6
+MICRONET_OPS = 10.49e9
+PAPER_DATASETS = {"cifar10": 10, "cifar100": 100}
+
+
+def micronet_score(params: int | None, mflops: float | None, precision: str) -> float | None:
+    if params is None or mflops is None:
+        return None
+    macs = mflops * 1e6
+    quarter = precision == "int8"
+    effective_params = params * (0.25 if quarter else 1.0)
+    effective_ops = macs * ((0.25 if quarter else 1.0) + 1.0)
+    return effective_params / MICRONET_PARAMS + effective_ops / MICRONET_OPS
+
+
+@dataclass
+class ReportData:
+    accuracy: list[dict] = field(default_factory=list)  # one row per finished run
+    deployment: list[dict] = field(default_factory=list)  # newest measurement per device x bundle x file x threads
+    pruning: list[dict] = field(default_factory=list)  # {"run", "kind", "rows"} per pruned run
+    recommendations: list[dict] = field(default_factory=list)
+    max_drop: float = 1.0
+    sources: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "deployment": self.deployment, "pruning": self.pruning,
+                "recommendations": self.recommendations, "max_drop_pp": self.max_drop, "sources": self.sources}
+
+
+def _json(path: Path) -> dict | list | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a half-written or foreign file is left out of the report, not fatal
+
+
+def _runs(runs_dir: Path) -> list[tuple[Path, dict, dict]]:
+    found = []
+    for config_path in sorted(runs_dir.glob("*/config.json")) if runs_dir.is_dir() else []:
+        config, result = _json(config_path), _json(config_path.parent / "result.json")
+        if isinstance(config, dict) and isinstance(result, dict) and result.get("status") == "finished":
+            found.append((config_path.parent, config, result))
+    return found
+
+
+def _accuracy_row(path: Path, config: dict, result: dict) -> dict:
+    from edgecnn.compress.zoo.paper import published
+
+    lineage = config.get("lineage") or {}
+    classes = PAPER_DATASETS.get(config.get("dataset"))
+    paper = published(config["model"], classes) if classes and not lineage and config.get("in_chans", 3) == 3 else None
+    params = result.get("params")
+    return {"run": path.name, "run_dir": str(path), "model": config["model"], "dataset": config.get("dataset"),
+            "method": lineage.get("method", "trained"), "parent": Path(lineage["parent"]).name if lineage else None,
+            "epochs": result.get("epochs"), "params": params, "mflops": result.get("mflops"),
+            "size_mib": None if params is None else params * 4 / 2**20,
+            "test_acc": result.get("test_acc"), "created": config.get("created"),
+            "paper_params": paper.params if paper else None, "paper_mflops": paper.mflops if paper else None,
+            "paper_top1": paper.top1 / 100 if paper and paper.top1 is not None else None}
+
+
+def _bundle_index(artifacts_dir: Path) -> dict[str, dict]:
+    """bundle id (as the bench stage names it) -> the export folder, its run and its files."""
+    from edgecnn.bench.harness import bundle_id
+
+    index = {}
+    for manifest_path in sorted(artifacts_dir.glob("*/bundle/manifest.json")) if artifacts_dir.is_dir() else []:
+        manifest = _json(manifest_path)
+        export = _json(manifest_path.parent.parent / "export.json")
+        if not isinstance(manifest, dict) or not isinstance(export, dict):
+            continue
+        checkpoint = Path(export.get("checkpoint", ""))
+        index[bundle_id(manifest_path.parent, manifest)] = {
+            "export": manifest_path.parent.parent.name, "run_dir": str(checkpoint.parent),
+            "files": {a["file"]: a for a in export.get("artifacts", []) if a.get("file")},
+            "pytorch": next((a for a in export.get("artifacts", []) if a.get("format") == "pytorch"), None)}
+    return index
+
+
+def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artifacts", store=None,
+            dataset: str | None = None, models: list[str] | None = None, max_drop: float = 1.0) -> ReportData:
+    """Everything the report shows. `models` are canonical zoo names (None: all)."""
+    runs_dir, artifacts_dir = Path(runs_dir), Path(artifacts_dir)
+
+    def wanted(model: str | None, data: str | None) -> bool:
+        return (models is None or model in models) and (dataset is None or data == dataset)
+
+    report = ReportData(max_drop=max_drop)
+    by_dir: dict[str, dict] = {}
+    for path, config, result in _runs(runs_dir):
+        row = _accuracy_row(path, config, result)
+        by_dir[str(path.resolve())] = row
+        if not wanted(row["model"], row["dataset"]):
+            continue
+        report.accuracy.append(row)
+        for kind, filename in (("unstructured", "pruning.json"), ("structured", "structured.json")):
+            steps = _json(path / filename)
+            if isinstance(steps, list) and len(steps) > 1:
+                report.pruning.append({"run": path.name, "kind": kind, "rows": steps})
+
+    bundles = _bundle_index(artifacts_dir)
+    newest: dict[tuple, dict] = {}
+    for row in store.rows() if store is not None else []:
+        if not wanted(row["model"], row["dataset"]):
+            continue
+        newest[(row["device"], row["bundle"], row["file"] or row["format"], row["threads"])] = row  # ids ascend
+    for row in newest.values():
+        bundle = bundles.get(row["bundle"], {})
+        run = by_dir.get(str(Path(bundle["run_dir"]).resolve())) if bundle.get("run_dir") else None
+        exported = (bundle.get("files", {}).get(row["file"]) if row["format"] != "pytorch" else bundle.get("pytorch")) or {}
+        precision = row["precision"]
+        report.deployment.append({
+            "device": row["device"], "arch": row["arch"], "artifact": bundle.get("export", row["bundle"]),
+            "model": row["model"], "dataset": row["dataset"], "file": row["file"] or "pytorch eager",
+            "format": row["format"], "precision": precision, "runtime": row["runtime"], "threads": row["threads"],
+            "bytes": exported.get("bytes"), "test_acc": exported.get("accuracy"),
+            "device_acc": row["accuracy"], "sample_images": row["sample_images"],
+            "host_agreement": row["host_agreement"], "p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"],
+            "p99_ms": row["p99_ms"], "peak_rss_mib": row["peak_rss_mib"], "runs": row["runs"],
+            "params": run["params"] if run else None, "mflops": run["mflops"] if run else None,
+            "micronet": micronet_score(run["params"] if run else None, run["mflops"] if run else None, precision),
+            "timestamp": row["timestamp"], "session": row["session"]})
+    report.deployment.sort(key=lambda r: (r["device"], r["artifact"], r["format"], r["precision"], r["threads"] or 0))
+    report.recommendations = recommend(report.deployment, max_drop)
+    report.sources = {"runs": str(runs_dir), "artifacts": str(artifacts_dir),
+                      "store": str(store.path) if store is not None else None,
+                      "store_sha256": sha256_file(store.path) if store is not None and store.path.is_file() else None}
+    return report
+
+
+def accuracy_of(row: dict) -> float | None:
+    """The accuracy a deployment row is judged by: the file's whole-test-split accuracy from its export when known,
+    else the device's score on the bundle's sample."""
+    return row["test_acc"] if row["test_acc"] is not None else row["device_acc"]
+
+
+def recommend(rows: list[dict], max_drop: float) -> list[dict]:
+    """Per device: the fastest deployable file (PyTorch eager is a reference, not a deliverable) whose accuracy is
+    within max_drop percentage points of the most accurate file measured on that device."""
+    picks = []
+    for device in sorted({r["device"] for r in rows}):
+        candidates = [r for r in rows if r["device"] == device and r["format"] != "pytorch"
+                      and r["p50_ms"] is not None and accuracy_of(r) is not None]
+        if not candidates:
+            continue
+        best = max(accuracy_of(r) for r in candidates)
+        within = [r for r in candidates if accuracy_of(r) >= best - max_drop / 100 - 1e-12]
+        pick = min(within, key=lambda r: r["p50_ms"])
+        picks.append({"device": device, "artifact": pick["artifact"], "file": pick["file"],
+                      "threads": pick["threads"], "p50_ms": pick["p50_ms"], "accuracy": accuracy_of(pick),
+                      "best_accuracy": best, "max_drop_pp": max_drop, "candidates": len(candidates)})
+    return picks
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """The rows no other row beats on both latency (lower) and accuracy (higher), fastest first."""
+    ranked = sorted((r for r in rows if r["p50_ms"] is not None and accuracy_of(r) is not None),
+                    key=lambda r: (r["p50_ms"], -accuracy_of(r)))
+    front, best = [], float("-inf")
+    for row in ranked:
+        if accuracy_of(row) > best:
+            front.append(row)
+            best = accuracy_of(row)
+    return front

@@ -1,0 +1,144 @@
+"""Render ReportData as Markdown (beside PNG files), one self-contained HTML page (PNGs embedded), CSV and JSON.
+
+Both text formats come from the same table builders, so the Markdown and the HTML never disagree."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import time
+from pathlib import Path
+
+from edgecnn import __version__
+from edgecnn.io import atomic_write_bytes, atomic_write_text
+
+from .collect import ReportData, pareto_front
+from .plots import PLOTS
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _num(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def accuracy_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    """The paper's table shape: params, FLOPs, size and accuracy per variant, the published values beside ours
+    where the dataset is the paper's (CIFAR-10/100, 3 channels, not a derived run)."""
+    columns = ["run", "model", "dataset", "method", "params", "MFLOPs", "size MiB", "test acc %",
+               "paper params", "paper MFLOPs", "paper top-1 %"]
+    rows = [[r["run"], r["model"], r["dataset"], r["method"] + (f" of {r['parent']}" if r["parent"] else ""),
+             _num(r["params"], ","), _num(r["mflops"], ".2f"), _num(r["size_mib"], ".2f"), _pct(r["test_acc"]),
+             _num(r["paper_params"], ","), _num(r["paper_mflops"], ".2f"), _pct(r["paper_top1"])]
+            for r in data.accuracy]
+    return columns, rows
+
+
+def deployment_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    columns = ["device", "artifact", "file", "threads", "size KiB", "test acc %", "device acc %", "p50 ms", "p99 ms",
+               "peak MiB", "MicroNet score", "Pareto"]
+    front = {id(r) for device in {r["device"] for r in data.deployment}
+             for r in pareto_front([x for x in data.deployment if x["device"] == device and x["format"] != "pytorch"])}
+    rows = [[r["device"], r["artifact"], r["file"], str(r["threads"]), _num(r["bytes"] and r["bytes"] / 1024, ",.1f"),
+             _pct(r["test_acc"]), _pct(r["device_acc"]), _num(r["p50_ms"], ".3f"), _num(r["p99_ms"], ".3f"),
+             _num(r["peak_rss_mib"], ".1f"), _num(r["micronet"], ".5f"), "★" if id(r) in front else ""]
+            for r in data.deployment]
+    return columns, rows
+
+
+def recommendation_lines(picks: list[dict]) -> list[str]:
+    lines = []
+    for pick in picks:
+        lines.append(f"{pick['device']}: ship {pick['artifact']}/{pick['file']} with {pick['threads']} thread(s) — "
+                     f"p50 {pick['p50_ms']:.3f} ms, accuracy {100 * pick['accuracy']:.2f} % (best measured "
+                     f"{100 * pick['best_accuracy']:.2f} %, budget {pick['max_drop_pp']:g} pp, "
+                     f"{pick['candidates']} candidates)")
+    return lines or ["no deployment measurements yet: run `edgecnn bench` (or `edgecnn pipeline`)"]
+
+
+NOTES = ("Accuracy: 'test acc' is the file's accuracy on the whole test split, measured at export through its own "
+         "runtime; 'device acc' is the device's score on the bundle's sample images. Latency: batch 1, percentiles "
+         "of timed runs after warm-up. MicroNet score: parameters / 36.5 M + operations / 10.49 G (WideResNet-28-10 "
+         "on CIFAR-100, the MicroNet challenge's reference); a multiply-add counts two operations; for int8 files "
+         "parameters and multiplies count a quarter. ★: on the device's Pareto front (no file both faster and more "
+         "accurate).")
+
+
+def _md_table(columns: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return "_none yet_\n"
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(columns: list[str], rows: list[list[str]], table_id: str) -> str:
+    if not rows:
+        return "<p><em>none yet</em></p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f0f0f0}td:nth-child(-n+3){text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
+.rec{background:#eef7ee;border-left:4px solid #3a3;padding:.5em 1em}.note{color:#555;font-size:13px}"""
+
+
+def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str, str]:
+    """(markdown, html) of the whole report."""
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    accuracy, deployment = accuracy_table(data), deployment_table(data)
+    recommendations = recommendation_lines(data.recommendations)
+    md = [f"# {title}\n", f"edgecnn {__version__}, {stamp}. Sources: {data.sources.get('runs')}, "
+          f"{data.sources.get('artifacts')}, {data.sources.get('store')}.\n",
+          f"## Recommendation (fastest file within {data.max_drop:g} pp of the best accuracy)\n",
+          *[f"- {line}" for line in recommendations], "", "## Deployment\n", _md_table(*deployment), NOTES + "\n",
+          "## Accuracy\n", _md_table(*accuracy)]
+    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+            f"<p class='note'>edgecnn {__version__}, {stamp}.</p>",
+            f"<h2>Recommendation (fastest file within {data.max_drop:g} pp of the best accuracy)</h2>",
+            *[f"<p class='rec'>{html.escape(line)}</p>" for line in recommendations],
+            "<h2>Deployment</h2>", _html_table(*deployment, "deployment"), f"<p class='note'>{html.escape(NOTES)}</p>",
+            "<h2>Accuracy</h2>", _html_table(*accuracy, "accuracy")]
+    for name, (caption, _) in PLOTS.items():
+        if name in images:
+            md.append(f"## {caption}\n\n![{caption}]({name})\n")
+            encoded = base64.b64encode(images[name]).decode()
+            page.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' "
+                        f"src='data:image/png;base64,{encoded}'>")
+    page.append("</body></html>")
+    return "\n".join(md), "\n".join(page)
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_report(data: ReportData, out_dir: str | Path, title: str = "edgecnn report") -> dict[str, Path]:
+    """Write every file of the report into out_dir (each atomically); returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {name: png for name, (_, draw) in PLOTS.items() if (png := draw(data)) is not None}
+    for stale in set(PLOTS) - set(images):
+        (out / stale).unlink(missing_ok=True)  # a plot with no data this time must not show last time's picture
+    written = {name: atomic_write_bytes(out / name, png) for name, png in images.items()}
+    markdown, page = render(data, images, title)
+    written["report.md"] = atomic_write_text(out / "report.md", markdown)
+    written["report.html"] = atomic_write_text(out / "report.html", page)
+    written["deployment.csv"] = atomic_write_text(out / "deployment.csv", _csv(data.deployment))
+    written["accuracy.csv"] = atomic_write_text(out / "accuracy.csv", _csv(data.accuracy))
+    written["report.json"] = atomic_write_text(out / "report.json", json.dumps(data.to_dict(), indent=2) + "\n")
+    return written

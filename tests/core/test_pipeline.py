@@ -1,0 +1,67 @@
+"""`edgecnn pipeline` resumes where it was interrupted and redoes nothing that is already done."""
+
+import json
+import subprocess
+import sys
+
+from edgecnn.bench.store import ResultStore
+
+
+def _calls(folder):
+    return json.loads((folder / "calls.json").read_text())
+
+
+def _status(call, stage):
+    return [(status, detail) for model, name, status, detail in call["entries"] if name == stage]
+
+
+def test_a_training_killed_mid_epoch_is_resumed_not_restarted(pipeline_folder):
+    calls = _calls(pipeline_folder)
+    assert calls[0] == {"interrupted": True, "export_mtimes": {}}
+    run = pipeline_folder / "runs" / "vgg19-exp8-cifar10-pipeline"
+    assert calls[1].get("interrupted")  # killed at the bench stage
+    assert calls[1]["train_started_after_epoch"] == [1]  # the second call went on from the saved epoch
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == sorted(set(epochs)) and len(epochs) == 3  # epoch 1 was kept, not trained twice
+    assert json.loads((run / "result.json").read_text())["status"] == "finished"
+
+
+def test_a_rerun_skips_finished_stages_and_finishes_the_rest(pipeline_folder):
+    calls = _calls(pipeline_folder)
+    second, third = calls[1], calls[2]
+    assert second["export_mtimes"], "the second call should have exported before it was killed"
+    assert third["export_mtimes"] == second["export_mtimes"]  # export.json untouched by the third call
+    assert _status(third, "train")[0][0] == "skipped"
+    assert _status(third, "export")[0][0] == "skipped"
+    assert _status(third, "bundle")[0][0] == "skipped"
+    assert _status(third, "bench host") == [("done", "3 measurements")]  # onnx fp32, int8, PyTorch reference
+    assert third["errors"] == []
+    rows = ResultStore(pipeline_folder / "results" / "bench.sqlite").rows()
+    assert sorted(r["format"] + "-" + r["precision"] for r in rows) == ["onnx-fp32", "onnx-int8", "pytorch-fp32"]
+    assert (pipeline_folder / "report" / "report.html").is_file()
+
+
+def test_the_cli_reruns_with_every_stage_skipped(pipeline_folder, tmp_path):
+    root = pipeline_folder
+    before = ResultStore(root / "results" / "bench.sqlite").rows()
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecnn", "pipeline", "--models", "vgg19-exp8", "--dataset", "cifar10",
+         "--formats", "onnx", "--threads", "1", "--data-dir", root / "data", "--runs-dir", root / "runs",
+         "--exports-root", root / "artifacts", "--store", root / "results" / "bench.sqlite", "--out", out],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("skipped") == 4  # train, export, bundle, bench host
+    assert "host: ship " in result.stdout
+    assert ResultStore(root / "results" / "bench.sqlite").rows() == before  # nothing measured twice
+    assert (out / "report.html").is_file() and (out / "accuracy_vs_latency.png").is_file()
+
+
+def test_unknown_model_or_device_fails_before_any_work(tmp_path):
+    for args, message in ((["--models", "exp99"], "unknown model 'exp99'"),
+                          (["--device", "nosuchboard"], "unknown device 'nosuchboard'")):
+        result = subprocess.run([sys.executable, "-m", "edgecnn", "pipeline", *args, "--runs-dir", tmp_path / "runs"],
+                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"edgecnn: error: {message}") and "Traceback" not in result.stderr
+        assert not (tmp_path / "runs").exists()

@@ -1,0 +1,130 @@
+"""`edgecnn report` on a results store filled by a real small pipeline run (tests/conftest.py: pipeline_folder),
+and the page in a real browser (Debian's headless Chromium)."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecnn.bench.store import ResultStore
+from edgecnn.report import collect, write_report
+from edgecnn.report.collect import micronet_score, pareto_front, recommend
+
+CHROMIUM = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+
+
+def _row(device, artifact, p50, acc, fmt="onnx", precision="fp32", threads=1):
+    return {"device": device, "artifact": artifact, "file": f"model.{precision}.{fmt}", "format": fmt,
+            "precision": precision, "threads": threads, "p50_ms": p50, "test_acc": acc, "device_acc": None}
+
+
+def test_micronet_score_counts_int8_parameters_and_multiplies_at_a_quarter():
+    fp32 = micronet_score(1_000_000, 10.0, "fp32")
+    int8 = micronet_score(1_000_000, 10.0, "int8")
+    assert fp32 == pytest.approx(1e6 / 36.5e6 + 2 * 10e6 / 10.49e9)
+    assert int8 == pytest.approx(0.25e6 / 36.5e6 + 1.25 * 10e6 / 10.49e9)
+    assert micronet_score(None, 10.0, "fp32") is None
+
+
+def test_pareto_front_and_recommendation_respect_the_accuracy_budget():
+    rows = [_row("pi", "a", 5.0, 0.92), _row("pi", "b", 2.0, 0.915), _row("pi", "c", 1.0, 0.80),
+            _row("pi", "d", 3.0, 0.90), _row("host", "a", 1.0, 0.92), _row("pi", "ref", 0.5, 0.70, fmt="pytorch")]
+    assert [r["artifact"] for r in pareto_front([r for r in rows if r["device"] == "pi"])] == ["ref", "c", "b", "a"]
+    picks = {p["device"]: p for p in recommend(rows, max_drop=1.0)}
+    assert picks["pi"]["artifact"] == "b"  # a is 0.5 pp better but slower; c is 12 pp worse; PyTorch never ships
+    assert recommend(rows, max_drop=0.1)[1]["artifact"] == "a"
+    assert recommend(rows, max_drop=20)[1]["artifact"] == "c"
+    assert picks["host"]["artifact"] == "a" and picks["host"]["candidates"] == 1
+
+
+@pytest.fixture(scope="module")
+def written(pipeline_folder, tmp_path_factory):
+    root = pipeline_folder
+    store = ResultStore(root / "results" / "bench.sqlite")
+    data = collect(runs_dir=root / "runs", artifacts_dir=root / "artifacts", store=store, max_drop=1.0)
+    out = tmp_path_factory.mktemp("report")
+    return root, store, data, write_report(data, out), out
+
+
+def test_report_tables_come_from_the_store_runs_and_exports(written):
+    root, store, data, files, _ = written
+    run = json.loads((root / "runs" / "vgg19-exp8-cifar10-pipeline" / "result.json").read_text())
+    export = json.loads((root / "artifacts" / "vgg19-exp8-cifar10-pipeline" / "export.json").read_text())
+    [accuracy] = data.accuracy
+    assert accuracy["test_acc"] == run["test_acc"] and accuracy["params"] == run["params"]
+    assert accuracy["paper_params"] == 151_254  # CIFAR-10, 3 channels, a trained run: the paper's row is beside it
+    stored = {(r["format"], r["precision"]): r for r in store.rows()}
+    exported = {(a["format"], a["precision"]): a for a in export["artifacts"]}
+    assert len(data.deployment) == len(stored) == 3
+    for row in data.deployment:
+        key = (row["format"], row["precision"])
+        assert row["p50_ms"] == stored[key]["p50_ms"] and row["peak_rss_mib"] == stored[key]["peak_rss_mib"]
+        assert row["test_acc"] == exported[key]["accuracy"]
+        assert row["artifact"] == "vgg19-exp8-cifar10-pipeline"
+        assert row["micronet"] == micronet_score(run["params"], run["mflops"], row["precision"])
+    with open(files["deployment.csv"]) as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+    [pick] = data.recommendations
+    candidates = [r for r in data.deployment if r["format"] == "onnx"]
+    best = max(r["test_acc"] for r in candidates)
+    assert pick["p50_ms"] == min(r["p50_ms"] for r in candidates if r["test_acc"] >= best - 0.01)
+    markdown = files["report.md"].read_text()
+    assert f"host: ship vgg19-exp8-cifar10-pipeline/{pick['file']}" in markdown
+    assert f"{stored[('onnx', 'int8')]['p50_ms']:.3f}" in markdown
+    assert "![Accuracy vs latency per device](accuracy_vs_latency.png)" in markdown
+
+
+def test_plots_are_real_pictures(written):
+    *_, files, _ = written
+    for name in ("accuracy_vs_latency.png", "accuracy_vs_params.png"):
+        image = np.asarray(Image.open(files[name]).convert("L"))
+        assert image.shape[0] > 200 and image.shape[1] > 300
+        assert (image < 128).mean() > 0.01  # axes, labels and points, not a blank canvas
+    assert "pruning.png" not in files  # no pruned run here: no empty picture either
+
+
+def test_report_cli_writes_the_same_report(written, tmp_path):
+    root, *_ = written
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "report", "--runs-dir", root / "runs", "--exports-root",
+                             root / "artifacts", "--store", root / "results" / "bench.sqlite", "--out", tmp_path],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "1 runs, 3 measurements" in result.stdout
+    assert json.loads((tmp_path / "report.json").read_text())["recommendations"][0]["device"] == "host"
+    missing = subprocess.run([sys.executable, "-m", "edgecnn", "report", "--store", tmp_path / "none.sqlite"],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and missing.stderr.startswith("edgecnn: error: results store not found")
+
+
+PROBE = """<script>window.addEventListener('load', () => {
+  const images = [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
+  const tables = [...document.querySelectorAll('table')].map(t => [t.id, t.rows.length, t.getBoundingClientRect().width]);
+  const probe = document.createElement('pre'); probe.id = 'probe';
+  probe.textContent = JSON.stringify({images, tables}); document.body.appendChild(probe);
+});</script></body>"""
+
+
+def test_the_html_page_renders_in_a_real_browser(written, tmp_path):
+    assert CHROMIUM, "scripts/setup.sh installs Debian's chromium-headless-shell"
+    *_, files, _ = written
+    page = tmp_path / "probe.html"
+    page.write_text(files["report.html"].read_text().replace("</body>", PROBE))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    probe = json.loads(dom.stdout.split('<pre id="probe">')[1].split("</pre>")[0].replace("&quot;", '"'))
+    assert len(probe["images"]) == 2 and all(ok and w > 300 and h > 200 for ok, w, h in probe["images"])
+    tables = {name: (rows, width) for name, rows, width in probe["tables"]}
+    assert tables["deployment"][0] == 4 and tables["accuracy"][0] == 2  # header + rows
+    assert all(width > 300 for _, width in tables.values())
+    shot = tmp_path / "report.png"
+    done = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,1600", files["report.html"].as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (1600, 1280) and pixels.std() > 10  # text, tables and plots drawn, not a blank page
