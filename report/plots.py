@@ -110,9 +110,10 @@ def pruning_curves(data: ReportData) -> bytes | None:
                 axis.set_xlabel("sparsity of the conv weights (%)")
             else:
                 x = [s["mflops"] for s in steps]
-                axis.set_xlabel("MFLOPs (fvcore)")
-                axis.invert_xaxis()
+                axis.set_xlabel("MFLOPs (fvcore), fewer to the right")
             axis.plot(x, [100 * s["test_acc"] for s in steps], "o-", label=curve["run"])
+        if kind == "structured":
+            axis.invert_xaxis()  # once per panel: pruning moves right in both panels
         axis.set_ylabel("test accuracy (%)")
         axis.set_title(f"{kind} pruning")
         axis.grid(True, alpha=0.3)
