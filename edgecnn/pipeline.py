@@ -17,11 +17,11 @@ rerun after an interruption continues where it stopped:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.report import ReportData
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Hooks:
     """The CLI's progress drawing; the library default is silent."""
 
     def stage(self, model: str, name: str) -> None:
-        pass
+        """Called as each stage of a model begins (model "all" for the report)."""
 
     def train_reporter(self):
         return None
@@ -186,14 +186,14 @@ def bench_stage(model: str, bundle: Path, config: PipelineConfig, log: StageLog,
     return errors
 
 
-def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None,
-                 on_stage: Callable[[str, str], None] | None = None) -> tuple[StageLog, dict, list[str]]:
-    """Every model through every stage, then the report. Returns (stage log, report files, errors)."""
+def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None) -> tuple[StageLog, ReportData, dict, list[str]]:
+    """Every model through every stage, then the report. Returns (stage log, report data, report files, errors)."""
     from edgecnn.bench.store import ResultStore
     from edgecnn.compress.zoo import resolve
     from edgecnn.data import dataset_info
     from edgecnn.devices.profiles import get_profile
     from edgecnn.report import collect, write_report
+    from edgecnn.runs import runs_root
 
     hooks = hooks or Hooks()
     models = [resolve(m) for m in config.models]  # unknown names fail here, before an hour of training
@@ -203,23 +203,17 @@ def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None,
     store = ResultStore(config.store)
     log, errors = StageLog(), []
     for model in models:
-        for stage in ("train", "export", "bundle", "bench"):
-            if on_stage:
-                on_stage(model, stage)
-            hooks.stage(model, stage)
-            if stage == "train":
-                run = train_stage(model, config, log, hooks)
-            elif stage == "export":
-                export_dir = export_stage(model, run, config, log, hooks)
-            elif stage == "bundle":
-                bundle = bundle_stage(model, export_dir, config, log)
-            else:
-                errors += bench_stage(model, bundle, config, log, hooks, store)
+        hooks.stage(model, "train")
+        run = train_stage(model, config, log, hooks)
+        hooks.stage(model, "export")
+        export_dir = export_stage(model, run, config, log, hooks)
+        hooks.stage(model, "bundle")
+        bundle = bundle_stage(model, export_dir, config, log)
+        hooks.stage(model, "bench")
+        errors += bench_stage(model, bundle, config, log, hooks, store)
     hooks.stage("all", "report")
-    from edgecnn.runs import runs_root
-
-    data = collect(runs_dir=runs_root(config.runs_dir), artifacts_dir=config.artifacts_dir, store=store, dataset=config.dataset,
-                   models=models, max_drop=config.max_drop)
+    data = collect(runs_dir=runs_root(config.runs_dir), artifacts_dir=config.artifacts_dir, store=store,
+                   dataset=config.dataset, models=models, max_drop=config.max_drop)
     files = write_report(data, config.report_dir, title=f"edgecnn report: {', '.join(models)} on {config.dataset}")
-    log.add("all", "report", "done", str(Path(config.report_dir) / "report.html"))
-    return log, files, errors
+    log.add("all", "report", "done", str(files["report.html"]))
+    return log, data, files, errors

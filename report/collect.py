@@ -56,21 +56,29 @@ def _json(path: Path) -> dict | list | None:
         return None  # a half-written or foreign file is left out of the report, not fatal
 
 
-def _runs(runs_dir: Path) -> list[tuple[Path, dict, dict]]:
+def finished_runs(runs_dir: Path) -> list[tuple[Path, dict, dict]]:
+    """(folder, config, result) of every finished run, oldest first. Not edgecnn.runs.list_runs: that raises on a
+    damaged config.json, and one broken run folder must not stop a report about all the others."""
     found = []
-    for config_path in sorted(runs_dir.glob("*/config.json")) if runs_dir.is_dir() else []:
+    for config_path in runs_dir.glob("*/config.json") if runs_dir.is_dir() else []:
         config, result = _json(config_path), _json(config_path.parent / "result.json")
         if isinstance(config, dict) and isinstance(result, dict) and result.get("status") == "finished":
             found.append((config_path.parent, config, result))
-    return found
+    return sorted(found, key=lambda item: (item[1].get("created", ""), item[0].name))
+
+
+def paper_comparable(config: dict) -> bool:
+    """A run the paper's published rows apply to: trained (not derived), on CIFAR-10/100 at 3 channels."""
+    data = config.get("data") or {}
+    return (not config.get("lineage") and config.get("dataset") in PAPER_DATASETS
+            and data.get("in_chans") == 3 and data.get("num_classes") == PAPER_DATASETS[config["dataset"]])
 
 
 def _accuracy_row(path: Path, config: dict, result: dict) -> dict:
     from edgecnn.compress.zoo.paper import published
 
     lineage = config.get("lineage") or {}
-    classes = PAPER_DATASETS.get(config.get("dataset"))
-    paper = published(config["model"], classes) if classes and not lineage and config.get("in_chans", 3) == 3 else None
+    paper = published(config["model"], PAPER_DATASETS[config["dataset"]]) if paper_comparable(config) else None
     params = result.get("params")
     return {"run": path.name, "run_dir": str(path), "model": config["model"], "dataset": config.get("dataset"),
             "method": lineage.get("method", "trained"), "parent": Path(lineage["parent"]).name if lineage else None,
@@ -109,7 +117,7 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
 
     report = ReportData(max_drop=max_drop)
     by_dir: dict[str, dict] = {}
-    for path, config, result in _runs(runs_dir):
+    for path, config, result in finished_runs(runs_dir):
         row = _accuracy_row(path, config, result)
         by_dir[str(path.resolve())] = row
         if not wanted(row["model"], row["dataset"]):

@@ -3,8 +3,9 @@ numbers beside ours, and the accuracy column filled from edgecnn runs on the sam
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .collect import finished_runs, paper_comparable
 
 TABLES = (  # (family, classes, title) in the paper's order
     ("resnet101", 10, "ResNet-101 variants on CIFAR-10"),
@@ -16,21 +17,9 @@ DATASET = {10: "cifar10", 100: "cifar100"}
 
 
 def _run_accuracy(runs_dir: Path) -> dict[tuple[str, str], tuple[float, str]]:
-    """(model, dataset) -> (test accuracy, run name) of the newest finished trained run on 3-channel input."""
-    found: dict[tuple[str, str], tuple[str, float, str]] = {}
-    for config_path in sorted(runs_dir.glob("*/config.json")) if runs_dir.is_dir() else []:
-        try:
-            config = json.loads(config_path.read_text())
-            result = json.loads((config_path.parent / "result.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if config.get("lineage") or config.get("in_chans", 3) != 3 or result.get("status") != "finished":
-            continue
-        key = (config["model"], config["dataset"])
-        created = config.get("created", "")
-        if key not in found or created >= found[key][0]:
-            found[key] = (created, result["test_acc"], config_path.parent.name)
-    return {key: (acc, name) for key, (_, acc, name) in found.items()}
+    """(model, dataset) -> (test accuracy, run name) of the newest finished run the paper's rows apply to."""
+    return {(config["model"], config["dataset"]): (result["test_acc"], path.name)
+            for path, config, result in finished_runs(runs_dir) if paper_comparable(config)}  # oldest first: newest wins
 
 
 def paper_tables(runs_dir: str | Path = "runs", progress=None) -> list[dict]:

@@ -206,11 +206,10 @@ def pipeline_folder(shared):
 
             return Recorder()
 
-    def kill_at(stage):
-        def hook(model, name):
-            if name == stage:
+    class KilledAtBench(RecordsResume):
+        def stage(self, model, name):
+            if name == "bench":
                 raise KeyboardInterrupt
-        return hook
 
     def build(root: Path) -> None:
         write_synthetic_cifar(root / "data", 10, train_size=600, test_size=200, seed=11)
@@ -220,11 +219,11 @@ def pipeline_folder(shared):
                                 artifacts_dir=str(root / "artifacts"), store=str(root / "results" / "bench.sqlite"),
                                 report_dir=str(root / "report"))
         calls = []
-        resumed = RecordsResume()
-        for hooks, on_stage in ((KilledInSecondEpoch(), None), (resumed, kill_at("bench")), (Hooks(), None)):
+        resumed = KilledAtBench()
+        for hooks in (KilledInSecondEpoch(), resumed, Hooks()):
             stamps = {}
             try:
-                log, _, errors = run_pipeline(config, hooks, on_stage)
+                log, _, _, errors = run_pipeline(config, hooks)
                 calls.append({"entries": log.entries, "errors": errors})
             except KeyboardInterrupt:
                 calls.append({"interrupted": True})

@@ -3,19 +3,20 @@ device -> report. A rerun skips every stage whose output is already there (see e
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from edgecnn.pipeline import Hooks
+
 from .console import err, out
 from .options import DataDirOpt, RunsDirOpt
 from .report import MaxDropOpt, OutOpt, StoreOpt
 
 
-class CliHooks:
+class CliHooks(Hooks):
     """edgecnn.pipeline.Hooks drawn with the same bars as `train`, `export` and `bench`."""
 
     def stage(self, model: str, name: str) -> None:
@@ -70,14 +71,14 @@ def pipeline(
                             threads=_int_list(threads) if threads else None, bench_runs=runs, sample=sample,
                             max_drop=max_drop, data_dir=data_dir, runs_dir=runs_dir, artifacts_dir=exports_root,
                             store=store_path, report_dir=out_dir)
-    log, files, errors = run_pipeline(config, CliHooks())
+    log, data, files, errors = run_pipeline(config, CliHooks())
     table = Table(title="pipeline")
     for column in ("model", "stage", "status", "detail"):
         table.add_column(column)
     for entry in log.entries:
         table.add_row(*entry)
     out.print(table)
-    for line in recommendation_lines(json.loads(files["report.json"].read_text())["recommendations"]):
+    for line in recommendation_lines(data.recommendations):
         out.print(line, markup=False, highlight=False)
     out.print(f"report: {files['report.html']} (also report.md, CSV, JSON, PNGs)", markup=False, highlight=False)
     for error in errors:

@@ -128,3 +128,13 @@ def test_the_html_page_renders_in_a_real_browser(written, tmp_path):
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (1600, 1280) and pixels.std() > 10  # text, tables and plots drawn, not a blank page
+
+
+def test_paper_rows_apply_only_to_trained_three_channel_cifar_runs():
+    from edgecnn.report.collect import paper_comparable
+
+    cifar = {"model": "resnet101-exp13", "dataset": "cifar10", "data": {"in_chans": 3, "num_classes": 10}}
+    assert paper_comparable(cifar)
+    assert not paper_comparable({**cifar, "data": {"in_chans": 1, "num_classes": 10}})  # grey input: other counts
+    assert not paper_comparable({**cifar, "lineage": {"method": "structured"}})  # a pruned run is not the paper's
+    assert not paper_comparable({**cifar, "dataset": "fashion-mnist"})
