@@ -43,6 +43,7 @@ class PipelineConfig:
     sample: int | None = None
     max_drop: float = 1.0
     data_dir: str | None = None
+    download: bool = False  # let the training stage download CIFAR into data_dir (the later stages then find it)
     runs_dir: str | None = None  # None: ./runs or $EDGECNN_RUNS_DIR
     artifacts_dir: str = "artifacts"
     store: str | None = None
@@ -100,7 +101,8 @@ def train_stage(model: str, config: PipelineConfig, log: StageLog, hooks: Hooks)
         except EdgecnnError:
             pass  # none yet: train one
     trained = train(TrainConfig(model=model, dataset=config.dataset, recipe=config.recipe, epochs=config.epochs,
-                                batch_size=config.batch_size, lr=config.lr, data_dir=config.data_dir, runs_dir=config.runs_dir,
+                                batch_size=config.batch_size, lr=config.lr, data_dir=config.data_dir,
+                                download=config.download, runs_dir=config.runs_dir,
                                 name=own.name), reporter=hooks.train_reporter())
     log.add(model, "train", "done", f"trained {trained.path}")
     return trained

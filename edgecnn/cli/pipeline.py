@@ -12,7 +12,7 @@ from rich.table import Table
 from edgecnn.pipeline import Hooks
 
 from .console import err, out
-from .options import DataDirOpt, RunsDirOpt
+from .options import DataDirOpt, DownloadOpt, RunsDirOpt
 from .report import MaxDropOpt, OutOpt, StoreOpt
 
 
@@ -54,6 +54,7 @@ def pipeline(
     max_drop: MaxDropOpt = 1.0,
     out_dir: OutOpt = "results/report",
     data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
     runs_dir: RunsDirOpt = None,
     exports_root: Annotated[str, typer.Option("--exports-root", help="Where exports are written.")] = "artifacts",
     store_path: StoreOpt = None,
@@ -69,7 +70,7 @@ def pipeline(
                             recipe=recipe, epochs=epochs, lr=lr, retrain=retrain, formats=parse_formats(formats), int8=int8,
                             devices=tuple(d.strip() for d in device.split(",") if d.strip()),
                             threads=_int_list(threads) if threads else None, bench_runs=runs, sample=sample,
-                            max_drop=max_drop, data_dir=data_dir, runs_dir=runs_dir, artifacts_dir=exports_root,
+                            max_drop=max_drop, data_dir=data_dir, download=download, runs_dir=runs_dir, artifacts_dir=exports_root,
                             store=store_path, report_dir=out_dir)
     log, data, files, errors = run_pipeline(config, CliHooks())
     table = Table(title="pipeline")
