@@ -30,8 +30,10 @@ def export_settled(model_name: str, out: Path, calib_samples: int) -> Path:
     from edgecnn.data import load_dataset
     from edgecnn.export import onnx as onnx_format
     from edgecnn.export import tflite as tflite_format
-    from edgecnn.export.pipeline import calibration_images
+    from edgecnn.export.pipeline import ExportOptions, calibration_images
+    from edgecnn.export.reparam import reparameterize
 
+    out = out.with_name(out.name + "-rewritten")  # not the files of the graph as trained, cached by older versions
     if all((out / f).is_file() for f in FILES):
         return out
     data = load_dataset("fashion-mnist")
@@ -40,10 +42,16 @@ def export_settled(model_name: str, out: Path, calib_samples: int) -> Path:
     model = settle_batchnorm(get_model(model_name, 10, 1),
                              [torch.from_numpy(calib[i:i + 64]) for i in range(0, min(len(calib), 256), 64)])
     out.mkdir(parents=True, exist_ok=True)
-    onnx_format.export_fp32(model, out / "model.fp32.onnx", 1, {"model": model_name})
-    onnx_format.quantize_int8(out / "model.fp32.onnx", out / "model.int8.onnx", calib)
-    tflite_format.export_fp32(model, out / "model.fp32.tflite", 1)
-    tflite_format.export_int8(model, out / "model.int8.tflite", 1, calib)
+    options = ExportOptions()  # the graphs `edgecnn export` converts by default (export/reparam.py)
+    example = torch.zeros(1, 1, 32, 32)
+    fp32_graph = reparameterize(model, example, options.ghost_fp32)[0]
+    int8_graph = reparameterize(model, example, options.ghost_int8)[0]
+    onnx_format.export_fp32(fp32_graph, out / "model.fp32.onnx", 1, {"model": model_name})
+    onnx_format.export_fp32(int8_graph, out / "int8-source.onnx", 1, {"model": model_name})
+    onnx_format.quantize_int8(out / "int8-source.onnx", out / "model.int8.onnx", calib)
+    (out / "int8-source.onnx").unlink()
+    tflite_format.export_fp32(fp32_graph, out / "model.fp32.tflite", 1)
+    tflite_format.export_int8(int8_graph, out / "model.int8.tflite", 1, calib)
     return out
 
 

@@ -70,6 +70,10 @@ def build_from_checkpoint(payload: dict, *, model: str | None = None, num_classe
         net.load_state_dict(payload["state_dict"])
     except (RuntimeError, AttributeError) as error:
         raise EdgecnnError(f"{source} does not fit {payload['model']}: {str(error).splitlines()[0]}") from error
+    if payload.get("head") == "clean":  # compress/methods/head.py: the logit activation was dropped and refitted
+        from edgecnn.compress.methods.head import strip_logit_activation
+
+        strip_logit_activation(net)
     return net
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -43,7 +44,9 @@ class ExportOptions:
     onnx_scheme: str = "u8s8"
     split: str = "test"
     threads: int | None = None  # runtime threads while measuring accuracy (None: the runtime's default)
-    fold_ghost_bn: bool = True  # export/reparam.py: exact, and faster for ONNX and TFLite fp32 (README)
+    # export/reparam.py's rewrite of the ghost modules, per precision (exact; the README has the measurements)
+    ghost_fp32: str = "auto"
+    ghost_int8: str = "depthwise"
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Format:
     suffix: str
     export_fp32: Callable  # (model, path, in_chans, metadata) -> details
     export_int8: Callable  # (model, fp32_path, path, in_chans, calibration, options, on_batch) -> details
+    int8_from_file: bool  # int8 quantizes a float file of the same format (ONNX) rather than the model (TFLite)
 
 
 FORMATS = {
@@ -93,12 +97,14 @@ FORMATS = {
         lambda model, path, in_chans, meta: onnx_format.export_fp32(model, path, in_chans, meta),
         lambda model, fp32, path, in_chans, calib, opts, tick: onnx_format.quantize_int8(
             fp32, path, calib, method=opts.calib_method, scheme=opts.onnx_scheme, on_batch=tick),
+        int8_from_file=True,
     ),
     "tflite": Format(
         ".tflite",
         lambda model, path, in_chans, meta: tflite_format.export_fp32(model, path, in_chans),
         lambda model, fp32, path, in_chans, calib, opts, tick: tflite_format.export_int8(
             model, path, in_chans, calib, on_batch=tick),
+        int8_from_file=False,
     ),
 }
 
@@ -155,6 +161,28 @@ def score(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | None) 
     return result
 
 
+def _same_module(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Same layers and same tensors (e.g. "auto" and "depthwise" on a model whose ghost modules all shuffle)."""
+    first, second = a.state_dict(), b.state_dict()
+    return str(a) == str(b) and first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+@contextlib.contextmanager
+def _int8_input(spec: Format, fp32_path: Path, fp32_ok: bool, same_graph: bool, source: torch.nn.Module,
+                in_chans: int, metadata: dict) -> Iterator[Path]:
+    """The float file an int8 conversion starts from, for formats that quantize a file (ONNX): the fp32 file
+    itself when both precisions convert the same graph, else a temporary fp32 file of the int8 graph."""
+    if not spec.int8_from_file or same_graph:
+        if spec.int8_from_file and not fp32_ok:
+            raise EdgecnnError(f"needs the fp32 {spec.suffix} file, which failed")
+        yield fp32_path
+        return
+    with tempfile.TemporaryDirectory(prefix="edgecnn-int8-source-") as tmp:
+        float_file = Path(tmp) / f"int8-source{spec.suffix}"
+        spec.export_fp32(source, float_file, in_chans, metadata)
+        yield float_file
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
@@ -183,11 +211,13 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
 
     with progress.task(f"PyTorch fp32 on {options.split}", len(split)) as tick:
         reference = torch_logits(model, split.images, mean, std, tick)  # the model as trained, not as rewritten
-    rewrites, folded = None, model
-    if options.fold_ghost_bn:
-        from .reparam import reparameterize
+    from .reparam import reparameterize
 
-        folded, rewrites = reparameterize(model, torch.zeros(1, payload["in_chans"], 32, 32))
+    example = torch.zeros(1, payload["in_chans"], 32, 32)
+    sources, rewrites = {}, {}  # the graph each precision's files are converted from
+    for precision, ghost in (("fp32", options.ghost_fp32), ("int8", options.ghost_int8))[:2 if options.int8 else 1]:
+        sources[precision], rewrites[precision] = reparameterize(model, example, ghost)
+    same_graph = not options.int8 or _same_module(sources["fp32"], sources["int8"])
     torch_row = Artifact("pytorch-fp32", "pytorch", "fp32", status="ok", **score(reference, labels, None))
     torch_row.agreement, torch_row.logit_mae, torch_row.logit_max_err = 1.0, 0.0, 0.0
 
@@ -199,7 +229,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
     report = {"format": EXPORT_FORMAT, "edgecnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "checkpoint": str(checkpoint), "model": payload["model"], "dataset": described["dataset"],
               "data": described, "split": options.split, "images": len(split), "options": asdict(options),
-              "head_activation": _head_activation(payload["model"]), "rewrites": rewrites,
+              "head_activation": None if payload.get("head") == "clean" else _head_activation(payload["model"]),
+              "head": payload.get("head", "faithful"), "rewrites": rewrites,
               "artifacts": [asdict(torch_row)]}
 
     def save() -> None:
@@ -222,20 +253,18 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
             path = out_dir / f"model.{precision}{spec.suffix}"
             path.unlink(missing_ok=True)  # never report a stale file from an earlier export as this one
             started = time.perf_counter()
-            # The folded ghost modules make LiteRT's XNNPACK delegate take fewer int8 ops (6.8 ms instead of
-            # 1.8 ms for exp13, README): TFLite int8 converts the model as trained until that is understood.
-            source = model if (format_name, precision) == ("tflite", "int8") else folded
+            source = sources[precision]
             try:
                 if precision == "fp32":
                     progress.note(f"exporting {row.name}")
                     row.details = spec.export_fp32(source, path, payload["in_chans"], metadata)
                 else:
-                    if not fp32_ok and format_name == "onnx":
-                        raise EdgecnnError("needs the fp32 ONNX file, which failed")
-                    with progress.task(f"calibrating {row.name}", len(calibration)) as tick:
-                        row.details = spec.export_int8(source, fp32_path, path, payload["in_chans"], calibration,
+                    with progress.task(f"calibrating {row.name}", len(calibration)) as tick, \
+                            _int8_input(spec, fp32_path, fp32_ok, same_graph, source, payload["in_chans"],
+                                        metadata) as float_file:
+                        row.details = spec.export_int8(source, float_file, path, payload["in_chans"], calibration,
                                                        options, tick)
-                row.details["ghost_bn_folded"] = source is not model
+                row.details["ghost_rewrite"] = rewrites[precision]["ghost"]
             except Exception as error:  # noqa: BLE001 - a failed converter is a row, not a crash (see module doc)
                 row.status, row.error = "failed", _first_line(error)
                 row.details = {"traceback": traceback.format_exc(limit=-3)}

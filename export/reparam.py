@@ -1,5 +1,24 @@
 """Export-time re-parameterisation: the same function with fewer ops, applied to a copy of the trained model just
-before it is converted (the training graph and the faithful zoo variants stay as they are).
+before it is converted (the training graph and the faithful zoo variants stay as they are). Two rewrites of the
+paper's ghost module, chosen per file precision by the export (`GHOST_REWRITES`):
+
+**depthwise** (int8 default). The module becomes two convs and nothing else: the primary 1x1 conv writes every
+output channel twice, [y, y], and one depthwise 3x3 conv computes both halves of the concat at once -- the cheap
+op with the cheap slice of the BatchNorm on the first copy, and an identity tap scaled by the primary slice's
+affine on the second. No concat, no add, no BatchNorm; exact for any weights (the identity tap never reads the
+zero padding, and the cheap half reads the true y, as the original does). The price is arithmetic: the primary
+conv does twice its multiply-adds (exp11: 29.1 -> 55.0 M MACs in the TFLite converter's count). At batch 1 on a
+CPU these models are bound by per-op overhead, not arithmetic, and int8 runtimes pay most per op: dropping the
+concat and the float BatchNorm island per module is what makes the int8 files faster (README, "int8 graphs").
+A grouped primary with its channel shuffle (exp13/14, VGG exp10/11) becomes one dense 1x1 conv whose output rows are
+already in the shuffled order: the shuffle is absorbed, at groups x the primary's arithmetic (8x with the copy).
+Measured on exp13, this is faster than keeping the grouped conv and a channel permutation in every runtime and
+precision tried: the permutation is a Gather (ONNX) or GATHER_ND between two transposes (TFLite), which neither
+onnxruntime's NHWC int8 path nor XNNPACK runs without leaving its fast path (README, "int8 graphs").
+
+**auto** (fp32 default): the depthwise form where a module has a channel shuffle, the module as trained elsewhere.
+
+**fold** (the fp32 default before the depthwise form; kept as an option):
 
 The paper's ghost module ends in a BatchNorm over concat([cheap(primary), primary]). Converters fold a BatchNorm
 only into the conv right before it, and a concat is in the way, so every ghost module kept a float BatchNorm:
@@ -99,22 +118,89 @@ def fold_ghost(module: GhostModule, hw: tuple[int, int]) -> FoldedGhost | None:
     return FoldedGhost(new_primary, folded_cheap, border, copy.deepcopy(module.act))
 
 
-def reparameterize(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, dict]:
-    """A copy of `model` (eval mode) with every foldable ghost module folded; returns (copy, counts)."""
+class DepthwiseGhost(nn.Module):
+    """GhostModule as: pointwise conv writing each primary channel twice -> one depthwise 3x3 conv (cheap op |
+    scaled identity, each with its slice of the BatchNorm) -> activation."""
+
+    def __init__(self, primary: nn.Conv2d, depthwise: nn.Conv2d, act: nn.Module):
+        super().__init__()
+        self.primary, self.depthwise, self.act = primary, depthwise, act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.depthwise(self.primary(x)))
+
+
+@torch.no_grad()
+def ghost_as_depthwise(module: GhostModule) -> DepthwiseGhost | None:
+    """The two-conv equivalent of a GhostModule (see the module doc); None if its cheap op is not a 3x3 depthwise."""
+    conv = module.primary if isinstance(module.primary, nn.Conv2d) else module.primary[0]
+    shuffle = None if isinstance(module.primary, nn.Conv2d) else module.primary[1]
+    cheap, half = module.cheap, module.cheap.in_channels
+    if cheap.groups != half or cheap.stride != (1, 1) or cheap.padding != (1, 1) or cheap.bias is not None:
+        return None
+    a, b = bn_affine(module.bn)
+    # the conv's weights as a dense (half, in, kh, kw) tensor: zeros where a group does not read an input channel
+    per_in, per_out = conv.in_channels // conv.groups, half // conv.groups
+    dense = torch.zeros(half, conv.in_channels, *conv.kernel_size, dtype=conv.weight.dtype)
+    for group in range(conv.groups):
+        rows, cols = slice(group * per_out, (group + 1) * per_out), slice(group * per_in, (group + 1) * per_in)
+        dense[rows, cols] = conv.weight[rows]
+    channel = torch.arange(half)  # concat position p carries conv output channel[p]
+    if shuffle is not None:
+        assert isinstance(shuffle, ChannelShuffle)
+        channel = shuffle(torch.arange(half, dtype=torch.float64).view(1, half, 1, 1)).flatten().long()
+    rows = torch.cat([channel, channel])
+    primary = nn.Conv2d(conv.in_channels, 2 * half, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                        groups=1, bias=conv.bias is not None)
+    primary.weight.copy_(dense[rows])
+    if conv.bias is not None:
+        primary.bias.copy_(conv.bias[rows])
+    weight = torch.zeros(2 * half, 1, 3, 3, dtype=torch.float64)
+    weight[:half] = cheap.weight.double() * a[:half].view(-1, 1, 1, 1)
+    weight[half:, 0, 1, 1] = a[half:]
+    depthwise = nn.Conv2d(2 * half, 2 * half, 3, 1, 1, groups=2 * half, bias=True)
+    depthwise.weight.copy_(weight.float())
+    depthwise.bias.copy_(b.float())
+    return DepthwiseGhost(primary, depthwise, copy.deepcopy(module.act))
+
+
+GHOST_REWRITES = ("none", "fold", "depthwise", "auto")
+
+
+def _has_shuffle(module: GhostModule) -> bool:
+    return not isinstance(module.primary, nn.Conv2d)
+
+
+def reparameterize(model: nn.Module, example: torch.Tensor, ghost: str = "fold") -> tuple[nn.Module, dict]:
+    """A copy of `model` (eval mode) with every ghost module rewritten as `ghost` says (GHOST_REWRITES); returns
+    (copy, counts). Modules the rewrite cannot take are kept as they are and counted.
+
+    "auto" (the fp32 default) takes the depthwise form only for modules with a channel shuffle, where absorbing the
+    shuffle pays for the copied primary; a float runtime gains nothing from the copy elsewhere (README)."""
+    if ghost not in GHOST_REWRITES:
+        raise ValueError(f"ghost rewrite {ghost!r} unknown; use one of {', '.join(GHOST_REWRITES)}")
     model = copy.deepcopy(model).eval()
-    sizes: dict[nn.Module, tuple[int, int]] = {}
+    counts = {"ghost": ghost, "ghost_rewritten": 0, "ghost_kept": 0}
+    if ghost == "none":
+        counts["ghost_kept"] = sum(isinstance(m, GhostModule) for m in model.modules())
+        return model, counts
+    sizes: dict[nn.Module, tuple[int, int]] = {}  # the fold's border map depends on the primary output's size
     hooks = [m.primary.register_forward_hook(lambda mod, inp, out, owner=m: sizes.__setitem__(owner, out.shape[-2:]))
              for m in model.modules() if isinstance(m, GhostModule)]
     with torch.no_grad():
         model(example)
     for hook in hooks:
         hook.remove()
-    counts = {"ghost_folded": 0, "ghost_kept": 0}
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, GhostModule):
-                folded = fold_ghost(child, tuple(sizes[child]))
-                counts["ghost_folded" if folded is not None else "ghost_kept"] += 1
-                if folded is not None:
-                    setattr(parent, name, folded)
+                if ghost == "fold":
+                    rewritten = fold_ghost(child, tuple(sizes[child]))
+                elif ghost == "depthwise" or _has_shuffle(child):
+                    rewritten = ghost_as_depthwise(child)
+                else:
+                    rewritten = None
+                counts["ghost_rewritten" if rewritten is not None else "ghost_kept"] += 1
+                if rewritten is not None:
+                    setattr(parent, name, rewritten)
     return model, counts

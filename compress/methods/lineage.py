@@ -54,6 +54,7 @@ class DerivedRun:
         """student: (zoo name, module) when the new run is another model (distillation), else the parent's."""
         self.parent, self.method = parent, method
         self.model_name, net = student or (parent.payload["model"], parent.model)
+        self.same_model = student is None  # a derived run of the parent's model keeps its head (e.g. "clean")
         model, dataset = self.model_name, parent.payload["data"]["dataset"]
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.path = runs_root(runs_dir) / (name or f"{model}-{dataset}-{method}-{stamp}")
@@ -70,7 +71,8 @@ class DerivedRun:
 
     def save(self, model: nn.Module, filename: str = "best.pt", **extra) -> Path:
         """A checkpoint export and bench load like a trained one; `structure` rebuilds pruned layer shapes."""
-        meta = {k: self.parent.payload[k] for k in ("num_classes", "in_chans", "data")} | {"model": self.model_name}
+        keys = ("num_classes", "in_chans", "data", "head") if self.same_model else ("num_classes", "in_chans", "data")
+        meta = {k: self.parent.payload[k] for k in keys if k in self.parent.payload} | {"model": self.model_name}
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return save_checkpoint(self.path / filename, {**meta, "edgecnn": edgecnn.__version__, "state_dict": state,
                                                       "structure": structure_of(model), "lineage": self.lineage,

@@ -176,6 +176,35 @@ def qat_cmd(
               f"(test {_pct(result['parent_test_acc'])} %): test {_pct(result['test_acc'])} % with weights on the "
               f"{weight_bits}-bit grid; next: edgecnn export --run {result_run.path} --int8", highlight=False)
 
+@app.command("clean-head")
+def clean_head_cmd(
+    model: ModelOpt = None, dataset: DatasetOpt = None, run: RunOpt = None, checkpoint: CheckpointOpt = None,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="L2 on the refitted head's weights.")] = 1e-4,
+    iterations: Annotated[int, typer.Option(min=1, help="L-BFGS iterations.")] = 100,
+    threads: ThreadsOpt = None, data_dir: DataDirOpt = None, runs_dir: RunsDirOpt = None, name: NameOpt = None,
+) -> None:
+    """Deployment head without the paper's ReLU6/ReLU on the logits: drop it and refit the last layer on the
+    pooled features of 10,000 training images (one inference pass, then seconds). Export the new run as usual; 'edgecnn export --head clean' does
+    both."""
+    _threads(threads)
+    parent = _parent(checkpoint, run, model, dataset, runs_dir, data_dir)
+    result_run, result = _clean_head(parent, weight_decay, iterations, runs_dir, name)
+    out.print(f"{result_run.path}: {parent.payload['model']} with a clean head: test {_pct(result['parent_test_acc'])}"
+              f" % -> {_pct(result['test_acc'])} % (val {_pct(result['val_acc_faithful'])} -> "
+              f"{_pct(result['val_acc_clean'])} %); next: edgecnn export --run {result_run.path}", highlight=False)
+
+
+def _clean_head(parent, weight_decay: float, iterations: int, runs_dir, name):
+    from edgecnn.compress.methods.head import clean_head_run
+
+    from .export import RichProgress
+
+    total = min(10_000, len(parent.data.train)) + len(parent.data.val)
+    with RichProgress().task("pooled features of the training and validation images", total) as tick:
+        return clean_head_run(parent, runs_dir=runs_dir, name=name, tick=tick, weight_decay=weight_decay,
+                              iterations=iterations)
+
+
 def _print_step(row: dict) -> None:
     from .console import err
 

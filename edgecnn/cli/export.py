@@ -33,6 +33,31 @@ class RichProgress:
         err.print(message, markup=False, highlight=False)
 
 
+def clean_head_checkpoint(path: Path, runs_dir: str | None, data_dir: str | None) -> Path:
+    """The checkpoint of `path`'s clean-head run (<run>-head-clean beside it), fitted now unless it already exists."""
+    from edgecnn.compress.methods import load_parent
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.runs import load_checkpoint, runs_root
+
+    from .compress import _clean_head
+
+    if load_checkpoint(path).get("head") == "clean":
+        return path
+    name = f"{path.parent.name if path.parent.joinpath('config.json').is_file() else path.stem}-head-clean"
+    existing = runs_root(runs_dir) / name
+    if (existing / "result.json").is_file():
+        lineage = json.loads((existing / "config.json").read_text()).get("lineage", {})
+        if Path(lineage.get("parent_checkpoint", "")).resolve() == path.resolve():
+            err.print(f"using the clean head fitted before: {existing}", markup=False, highlight=False)
+            return existing / "best.pt"
+        raise EdgecnnError(f"{existing} exists but was derived from {lineage.get('parent_checkpoint')}; "
+                           "remove it or run 'edgecnn compress clean-head --name ...'")
+    result_run, result = _clean_head(load_parent(path, data_dir), 1e-4, 100, runs_dir, name)
+    err.print(f"clean head fitted: {result_run.path} (test {result['parent_test_acc']:.2%} -> {result['test_acc']:.2%})",
+              markup=False, highlight=False)
+    return result_run.path / "best.pt"
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{value:.2%}"
 
@@ -68,7 +93,10 @@ def export(
                                                help="Training images for int8 calibration.")] = 1000,
     calib_method: Annotated[str, typer.Option("--calib-method", help="minmax or percentile (ONNX).")] = "minmax",
     onnx_scheme: Annotated[str, typer.Option("--onnx-scheme", help="u8s8 (x86 without VNNI) or s8s8 (ARM).")] = "u8s8",
-    fold_ghost_bn: Annotated[bool, typer.Option("--fold-ghost-bn/--no-fold-ghost-bn", help="Fold the ghost modules' post-concat BatchNorm into their convs (exact; ONNX and TFLite fp32).")] = True,
+    ghost_fp32: Annotated[str, typer.Option("--ghost-fp32", help="Ghost-module rewrite for fp32 files: auto (depthwise where it absorbs a channel shuffle), depthwise, fold or none (all exact; export/reparam.py).")] = "auto",
+    ghost_int8: Annotated[str, typer.Option("--ghost-int8", help="Ghost-module rewrite for int8 files: depthwise (fully integer graphs), auto, fold or none.")] = "depthwise",
+    head: Annotated[str, typer.Option("--head", help="faithful (the paper's ReLU6/ReLU on the logits) or clean: "
+                                      "drop it and refit the last layer first (a derived run <run>-head-clean).")] = "faithful",
     split: Annotated[str, typer.Option(help="Split the accuracy is measured on: test or val.")] = "test",
     threads: Annotated[int | None, typer.Option(min=1, help="Runtime threads while measuring accuracy.")] = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (default artifacts/<run name>).")] = None,
@@ -83,6 +111,7 @@ def export(
     from edgecnn.errors import EdgecnnError
     from edgecnn.export.onnx import CALIBRATION_METHODS, INT8_SCHEMES
     from edgecnn.export.pipeline import ExportOptions, export_checkpoint, parse_formats
+    from edgecnn.export.reparam import GHOST_REWRITES
     from edgecnn.runs import resolve_checkpoint
 
     if calib_method not in CALIBRATION_METHODS:
@@ -90,17 +119,25 @@ def export(
                            "see edgecnn/export/onnx.py)")
     if onnx_scheme not in INT8_SCHEMES:
         raise EdgecnnError(f"--onnx-scheme must be one of {', '.join(INT8_SCHEMES)}")
+    for flag, value in (("--ghost-fp32", ghost_fp32), ("--ghost-int8", ghost_int8)):
+        if value not in GHOST_REWRITES:
+            raise EdgecnnError(f"{flag} must be one of {', '.join(GHOST_REWRITES)}")
     if split not in ("test", "val"):
         raise EdgecnnError("--split must be test or val (the training split calibrates int8)")
     if not (model or checkpoint or run):
         raise EdgecnnError("say which model: --model NAME [--dataset D], --run DIR or --checkpoint PATH")
+    if head not in ("faithful", "clean"):
+        raise EdgecnnError("--head must be faithful or clean")
     path = resolve_checkpoint(checkpoint=checkpoint, run=run, model=model, dataset=dataset, root=runs_dir, which=which)
+    if head == "clean":
+        path = clean_head_checkpoint(path, runs_dir, data_dir)
+        model = None  # the derived run names its model itself
     if out_dir is None:
         name = path.parent.name if path.parent.joinpath("config.json").is_file() else path.stem
         out_dir = str(Path("artifacts") / name)
     options = ExportOptions(formats=parse_formats(formats), int8=int8, calib_samples=calib_samples,
                             calib_method=calib_method, onnx_scheme=onnx_scheme, split=split, threads=threads,
-                            fold_ghost_bn=fold_ghost_bn)
+                            ghost_fp32=ghost_fp32, ghost_int8=ghost_int8)
     report = export_checkpoint(path, out_dir, options, data_dir=data_dir, model_name=model, progress=RichProgress())
     if as_json:
         print(json.dumps(report, indent=2))

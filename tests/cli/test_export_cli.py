@@ -35,6 +35,22 @@ def test_default_output_folder_is_named_after_the_run(trained_run, tmp_path):
     assert (tmp_path / "artifacts" / run.path.name / "model.fp32.onnx").is_file()
 
 
+def test_clean_head_export_derives_a_run_once_and_exports_it(trained_run, tmp_path):
+    run, data_dir = trained_run  # vgg19-exp8: ReLU on the logits
+    args = ("export", "--run", run.path, "--data-dir", data_dir, "--formats", "onnx", "--head", "clean",
+            "--runs-dir", tmp_path / "runs", "--no-bundle")
+    first = edgecnn(*args, "--out", tmp_path / "first")
+    assert first.returncode == 0, first.stderr
+    derived = tmp_path / "runs" / f"{run.path.name}-head-clean"
+    assert "clean head fitted" in first.stderr and (derived / "best.pt").is_file()
+    report = json.loads((tmp_path / "first" / "export.json").read_text())
+    assert report["head"] == "clean" and report["head_activation"] is None
+    assert report["checkpoint"] == str(derived / "best.pt")
+    second = edgecnn(*args, "--out", tmp_path / "second")
+    assert second.returncode == 0, second.stderr
+    assert "using the clean head fitted before" in second.stderr  # reused, not fitted again
+
+
 @pytest.mark.parametrize("args,message", [
     (["export", "-m", "exp13", "--runs-dir", "{tmp}"], "no finished run of resnet101-exp13 in {tmp}; train one with "
                                                        "'edgecnn train --model resnet101-exp13 --dataset fashion-mnist'"),
@@ -44,6 +60,8 @@ def test_default_output_folder_is_named_after_the_run(trained_run, tmp_path):
     (["export", "--checkpoint", "{tmp}/corrupt.pt", "--calib-method", "entropy"], "--calib-method must be one of"),
     (["export", "--checkpoint", "{tmp}/corrupt.pt", "--formats", "onnx,coreml"], "unknown format coreml"),
     (["export"], "say which model"),
+    (["export", "--checkpoint", "{tmp}/corrupt.pt", "--ghost-int8", "merge"], "--ghost-int8 must be one of"),
+    (["export", "--checkpoint", "{tmp}/corrupt.pt", "--head", "plain"], "--head must be faithful or clean"),
 ])
 def test_user_mistakes_are_one_line_errors(args, message, tmp_path):
     (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 not really a zip")

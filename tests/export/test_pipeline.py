@@ -75,7 +75,9 @@ def test_onnx_carries_what_a_deployment_needs(exported):
     assert json.loads(meta["classes"]) == report["data"]["classes"]
     assert json.loads(meta["mean"]) == report["data"]["mean"] and json.loads(meta["std"]) == report["data"]["std"]
     assert report["head_activation"] == "relu"  # vgg19-exp8: conv head, ReLU, then GAP
-    assert report["rewrites"] == {"ghost_folded": 0, "ghost_kept": 0}  # no ghost module: the files are as trained
+    # no ghost module: both graphs are the model as trained
+    assert report["rewrites"]["fp32"] == {"ghost": "auto", "ghost_rewritten": 0, "ghost_kept": 0}
+    assert report["rewrites"]["int8"] == {"ghost": "depthwise", "ghost_rewritten": 0, "ghost_kept": 0}
     graph = onnx.load(str(out / "model.fp32.onnx")).graph
     assert graph.input[0].name == "input" and graph.output[0].name == "logits"
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic (dynamic) batch
@@ -100,7 +102,7 @@ def test_a_failing_converter_is_a_row_and_the_rest_still_export(trained_run, tmp
     def broken(*args):
         raise RuntimeError("converter exploded\nsecond line")
 
-    monkeypatch.setitem(pipeline.FORMATS, "tflite", pipeline.Format(".tflite", broken, broken))
+    monkeypatch.setitem(pipeline.FORMATS, "tflite", pipeline.Format(".tflite", broken, broken, False))
     report = export_checkpoint(run.checkpoint(), tmp_path, ExportOptions(int8=False), data_dir=data_dir)
     table = rows(report)
     assert table["onnx-fp32"]["status"] == "ok"
