@@ -196,6 +196,11 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
     for name in options.formats:
         if name not in FORMATS:
             raise EdgecnnError(f"unknown format {name!r}; use {', '.join(FORMATS)}")
+    from .reparam import GHOST_REWRITES, reparameterize
+
+    for ghost in (options.ghost_fp32, options.ghost_int8):
+        if ghost not in GHOST_REWRITES:
+            raise EdgecnnError(f"ghost rewrite {ghost!r} unknown; use one of {', '.join(GHOST_REWRITES)}")
     payload = load_checkpoint(checkpoint)
     model = build_from_checkpoint(payload, model=model_name, source=str(checkpoint)).eval()
     described = payload["data"]
@@ -211,8 +216,6 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
 
     with progress.task(f"PyTorch fp32 on {options.split}", len(split)) as tick:
         reference = torch_logits(model, split.images, mean, std, tick)  # the model as trained, not as rewritten
-    from .reparam import reparameterize
-
     example = torch.zeros(1, payload["in_chans"], 32, 32)
     sources, rewrites = {}, {}  # the graph each precision's files are converted from
     for precision, ghost in (("fp32", options.ghost_fp32), ("int8", options.ghost_int8))[:2 if options.int8 else 1]:
