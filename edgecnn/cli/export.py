@@ -52,6 +52,9 @@ def clean_head_checkpoint(path: Path, runs_dir: str | None, data_dir: str | None
             return existing / "best.pt"
         raise EdgecnnError(f"{existing} exists but was derived from {lineage.get('parent_checkpoint')}; "
                            "remove it or run 'edgecnn compress clean-head --name ...'")
+    if existing.exists():
+        raise EdgecnnError(f"{existing} exists but has no result.json (an interrupted clean-head fit?); remove it "
+                           "and run again")
     result_run, result = _clean_head(load_parent(path, data_dir), 1e-4, 100, runs_dir, name)
     err.print(f"clean head fitted: {result_run.path} (test {result['parent_test_acc']:.2%} -> {result['test_acc']:.2%})",
               markup=False, highlight=False)

@@ -49,6 +49,9 @@ def test_clean_head_export_derives_a_run_once_and_exports_it(trained_run, tmp_pa
     second = edgecnn(*args, "--out", tmp_path / "second")
     assert second.returncode == 0, second.stderr
     assert "using the clean head fitted before" in second.stderr  # reused, not fitted again
+    (derived / "result.json").unlink()  # as an interrupted fit leaves it
+    third = edgecnn(*args, "--out", tmp_path / "third")
+    assert third.returncode == 2 and "has no result.json" in third.stderr and len(third.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("args,message", [
