@@ -43,29 +43,12 @@ def gemm_peak_gmacs(size: int = 1024, repeats: int = 20) -> float:
 
 
 def model_macs(report: dict) -> float:
-    """Multiply-adds of the convolutions and linear layers of the model as trained, in M (what the compute floor
-    needs; fvcore's count adds BatchNorm and pooling)."""
-    import torch
-
+    """Multiply-adds of the convolutions and linear layers of the model as trained, in M."""
+    from edgecnn.compress.zoo.measure import count_mmacs
     from edgecnn.runs import build_from_checkpoint, load_checkpoint
 
     payload = load_checkpoint(report["checkpoint"])
-    model = build_from_checkpoint(payload, source=report["checkpoint"]).eval()
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        if isinstance(module, torch.nn.Conv2d):
-            total += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        else:
-            total += output.numel() * module.in_features
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    with torch.no_grad():
-        model(torch.zeros(1, payload["in_chans"], 32, 32))
-    for hook in hooks:
-        hook.remove()
-    return total / 1e6
+    return count_mmacs(build_from_checkpoint(payload, source=report["checkpoint"]), payload["in_chans"])
 
 
 def main() -> None:

@@ -196,11 +196,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
     for name in options.formats:
         if name not in FORMATS:
             raise EdgecnnError(f"unknown format {name!r}; use {', '.join(FORMATS)}")
-    from .reparam import GHOST_REWRITES, reparameterize
+    from .reparam import check_ghost_rewrite, reparameterize
 
-    for ghost in (options.ghost_fp32, options.ghost_int8):
-        if ghost not in GHOST_REWRITES:
-            raise EdgecnnError(f"ghost rewrite {ghost!r} unknown; use one of {', '.join(GHOST_REWRITES)}")
+    check_ghost_rewrite(options.ghost_fp32, "ghost_fp32")
+    check_ghost_rewrite(options.ghost_int8, "ghost_int8")
     payload = load_checkpoint(checkpoint)
     model = build_from_checkpoint(payload, model=model_name, source=str(checkpoint)).eval()
     described = payload["data"]

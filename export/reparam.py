@@ -45,7 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgecnn.compress.layers.ghost import GhostModule
+from edgecnn.compress.layers.ops import bn_affine
 from edgecnn.compress.layers.shuffle import ChannelShuffle
+from edgecnn.errors import EdgecnnError
 
 MIN_PRIMARY_SCALE = 1e-3  # relative to the largest |a_p| of the module: below it, dividing amplifies rounding
 
@@ -67,35 +69,36 @@ class FoldedGhost(nn.Module):
         return self.act(torch.cat([cheap, primary], dim=1))
 
 
-def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as y = a*x + b, in float64 so the fold adds no rounding of its own."""
-    var, mean = bn.running_var.double(), bn.running_mean.double()
-    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
-    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
-    a = gamma / torch.sqrt(var + bn.eps)
-    return a, beta - mean * a
+def _ghost_parts(module: GhostModule) -> tuple[nn.Conv2d, torch.Tensor, nn.Conv2d] | None:
+    """(primary conv, channel, cheap conv) of a module both rewrites can take, where concat position p of the
+    primary half carries conv output channel[p] (the identity without a shuffle); None if the cheap op is not a
+    bias-free 3x3 depthwise conv at stride 1."""
+    conv = module.primary if isinstance(module.primary, nn.Conv2d) else module.primary[0]
+    shuffle = None if isinstance(module.primary, nn.Conv2d) else module.primary[1]
+    cheap, half = module.cheap, module.cheap.in_channels
+    if cheap.groups != half or cheap.stride != (1, 1) or cheap.padding != (1, 1) or cheap.bias is not None:
+        return None
+    channel = torch.arange(half)
+    if shuffle is not None:
+        assert isinstance(shuffle, ChannelShuffle)
+        channel = shuffle(torch.arange(half, dtype=torch.float64).view(1, half, 1, 1)).flatten().long()
+    return conv, channel, cheap
 
 
 @torch.no_grad()
 def fold_ghost(module: GhostModule, hw: tuple[int, int]) -> FoldedGhost | None:
     """The folded equivalent of a GhostModule whose primary output is hw (H, W); None if it cannot be folded."""
-    conv = module.primary if isinstance(module.primary, nn.Conv2d) else module.primary[0]
-    shuffle = None if isinstance(module.primary, nn.Conv2d) else module.primary[1]
-    cheap = module.cheap
-    half = cheap.in_channels
-    if cheap.groups != half or cheap.stride != (1, 1) or cheap.padding != (1, 1) or cheap.bias is not None:
+    parts = _ghost_parts(module)
+    if parts is None:
         return None
+    conv, channel, cheap = parts
+    half = cheap.in_channels
     a, b = bn_affine(module.bn)
     a_c, b_c, a_p, b_p = a[:half], b[:half], a[half:], b[half:]
     if a_p.abs().min() < MIN_PRIMARY_SCALE * a_p.abs().max():
         return None
 
-    # conv output channel j sits at position position[j] after the shuffle
-    position = torch.arange(half)
-    if shuffle is not None:
-        assert isinstance(shuffle, ChannelShuffle)
-        order = shuffle(torch.arange(half, dtype=torch.float64).view(1, half, 1, 1)).flatten().long()
-        position = torch.argsort(order)
+    position = torch.argsort(channel)  # conv output channel j sits at concat position position[j]
     scale, shift = a_p[position], b_p[position]
     primary = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                         conv.dilation, conv.groups, bias=True)
@@ -114,7 +117,8 @@ def fold_ghost(module: GhostModule, hw: tuple[int, int]) -> FoldedGhost | None:
     border = shift_map - interior.view(1, half, 1, 1)
     border[..., 1:-1, 1:-1] = 0.0  # zero in exact arithmetic; clear float64's last-bit residue
     border = border.float() if border.abs().max() > 0 else None
-    new_primary = primary if shuffle is None else nn.Sequential(primary, copy.deepcopy(shuffle))
+    new_primary = primary if isinstance(module.primary, nn.Conv2d) else nn.Sequential(primary,
+                                                                                     copy.deepcopy(module.primary[1]))
     return FoldedGhost(new_primary, folded_cheap, border, copy.deepcopy(module.act))
 
 
@@ -133,11 +137,11 @@ class DepthwiseGhost(nn.Module):
 @torch.no_grad()
 def ghost_as_depthwise(module: GhostModule) -> DepthwiseGhost | None:
     """The two-conv equivalent of a GhostModule (see the module doc); None if its cheap op is not a 3x3 depthwise."""
-    conv = module.primary if isinstance(module.primary, nn.Conv2d) else module.primary[0]
-    shuffle = None if isinstance(module.primary, nn.Conv2d) else module.primary[1]
-    cheap, half = module.cheap, module.cheap.in_channels
-    if cheap.groups != half or cheap.stride != (1, 1) or cheap.padding != (1, 1) or cheap.bias is not None:
+    parts = _ghost_parts(module)
+    if parts is None:
         return None
+    conv, channel, cheap = parts
+    half = cheap.in_channels
     a, b = bn_affine(module.bn)
     # the conv's weights as a dense (half, in, kh, kw) tensor: zeros where a group does not read an input channel
     per_in, per_out = conv.in_channels // conv.groups, half // conv.groups
@@ -145,10 +149,6 @@ def ghost_as_depthwise(module: GhostModule) -> DepthwiseGhost | None:
     for group in range(conv.groups):
         rows, cols = slice(group * per_out, (group + 1) * per_out), slice(group * per_in, (group + 1) * per_in)
         dense[rows, cols] = conv.weight[rows]
-    channel = torch.arange(half)  # concat position p carries conv output channel[p]
-    if shuffle is not None:
-        assert isinstance(shuffle, ChannelShuffle)
-        channel = shuffle(torch.arange(half, dtype=torch.float64).view(1, half, 1, 1)).flatten().long()
     rows = torch.cat([channel, channel])
     primary = nn.Conv2d(conv.in_channels, 2 * half, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                         groups=1, bias=conv.bias is not None)
@@ -167,6 +167,11 @@ def ghost_as_depthwise(module: GhostModule) -> DepthwiseGhost | None:
 GHOST_REWRITES = ("none", "fold", "depthwise", "auto")
 
 
+def check_ghost_rewrite(value: str, label: str = "the ghost rewrite") -> None:
+    if value not in GHOST_REWRITES:
+        raise EdgecnnError(f"{label} must be one of {', '.join(GHOST_REWRITES)}, not {value!r}")
+
+
 def _has_shuffle(module: GhostModule) -> bool:
     return not isinstance(module.primary, nn.Conv2d)
 
@@ -177,8 +182,7 @@ def reparameterize(model: nn.Module, example: torch.Tensor, ghost: str = "fold")
 
     "auto" (the fp32 default) takes the depthwise form only for modules with a channel shuffle, where absorbing the
     shuffle pays for the copied primary; a float runtime gains nothing from the copy elsewhere (README)."""
-    if ghost not in GHOST_REWRITES:
-        raise ValueError(f"ghost rewrite {ghost!r} unknown; use one of {', '.join(GHOST_REWRITES)}")
+    check_ghost_rewrite(ghost)
     model = copy.deepcopy(model).eval()
     counts = {"ghost": ghost, "ghost_rewritten": 0, "ghost_kept": 0}
     if ghost == "none":

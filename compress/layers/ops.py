@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
 
 from .residual import Discarded
@@ -33,6 +34,15 @@ from .shuffle import ChannelShuffle, pointwise_groups
 # factory(in_channels, out_channels, stride, hw) -> module
 ConvFactory = Callable[[int, int, int, "tuple[int, int] | None"], nn.Module]
 _CONVS: dict[str, ConvFactory] = {}
+
+
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as y = a*x + b per channel, in float64 (so a fold adds no rounding of its own)."""
+    var, mean = bn.running_var.double(), bn.running_mean.double()
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(var)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(var)
+    a = gamma / torch.sqrt(var + bn.eps)
+    return a, beta - mean * a
 
 
 def register_conv(name: str) -> Callable[[ConvFactory], ConvFactory]:

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgecnn.data import Dataset, Split
+from edgecnn.compress.layers.ops import bn_affine
+from edgecnn.data import Dataset, Split, normalize
 from edgecnn.errors import EdgecnnError
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
@@ -61,15 +62,13 @@ def strip_logit_activation(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def pooled_features(model: nn.Module, split: Split, mean, std, batch_size: int = 500, tick=None) -> torch.Tensor:
     """Average-pooled input of the head's last conv, (N, C), for every image of `split` (eval mode)."""
-    from edgecnn.export.runner import preprocess
-
     _, conv, _ = conv_head(model)
     captured: list[torch.Tensor] = []
     hook = conv.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].mean(dim=(2, 3))))
     model.eval()
     try:
         for start in range(0, len(split), batch_size):
-            model(torch.from_numpy(preprocess(split.images[start:start + batch_size].numpy(), mean, std)))
+            model(normalize(split.images[start:start + batch_size], mean, std))
             if tick:
                 tick(min(batch_size, len(split) - start))
     finally:
@@ -80,10 +79,10 @@ def pooled_features(model: nn.Module, split: Split, mean, std, batch_size: int =
 def _head_as_linear(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
     weight = conv.weight.detach().flatten(1).double()
     bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(len(weight), dtype=torch.float64)
-    if bn is not None:
-        scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
-        weight, bias = weight * scale[:, None], (bias - bn.running_mean.double()) * scale + bn.bias.detach().double()
-    return weight, bias
+    if bn is None:
+        return weight, bias
+    scale, shift = bn_affine(bn)
+    return weight * scale[:, None], bias * scale + shift
 
 
 @torch.no_grad()

@@ -15,9 +15,8 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def count_mflops(model: nn.Module, in_chans: int = 3, input_size: int = 32) -> float:
-    """fvcore's count in millions at batch 1, eval mode. fvcore counts one multiply-add as one "flop" (so these are
-    MMACs for conv/linear) plus BatchNorm and average pooling; it skips activations, adds and shuffles."""
+def _fvcore(model: nn.Module, in_chans: int, input_size: int):
+    """fvcore's FlopCountAnalysis at batch 1 in eval mode, totals computed before the model's mode is restored."""
     was_training = model.training
     model.eval()
     logging.getLogger("fvcore").setLevel(logging.ERROR)
@@ -28,9 +27,22 @@ def count_mflops(model: nn.Module, in_chans: int = 3, input_size: int = 32) -> f
 
             analysis = FlopCountAnalysis(model, torch.zeros(1, in_chans, input_size, input_size))
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return analysis.total() / 1e6
+            return analysis.total(), analysis.by_operator()
     finally:
         model.train(was_training)
+
+
+def count_mflops(model: nn.Module, in_chans: int = 3, input_size: int = 32) -> float:
+    """fvcore's count in millions at batch 1, eval mode. fvcore counts one multiply-add as one "flop" (so these are
+    MMACs for conv/linear) plus BatchNorm and average pooling; it skips activations, adds and shuffles."""
+    return _fvcore(model, in_chans, input_size)[0] / 1e6
+
+
+def count_mmacs(model: nn.Module, in_chans: int = 3, input_size: int = 32) -> float:
+    """Multiply-adds of the convolutions and linear layers only, in millions (fvcore's per-operator counts): the
+    arithmetic a compute floor is made of, without count_mflops' BatchNorm and pooling."""
+    by_operator = _fvcore(model, in_chans, input_size)[1]
+    return sum(v for k, v in by_operator.items() if k in ("conv", "linear", "addmm", "matmul", "bmm")) / 1e6
 
 
 def state_dict_mib(model: nn.Module) -> float:

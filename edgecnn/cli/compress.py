@@ -188,13 +188,13 @@ def clean_head_cmd(
     both."""
     _threads(threads)
     parent = _parent(checkpoint, run, model, dataset, runs_dir, data_dir)
-    result_run, result = _clean_head(parent, weight_decay, iterations, runs_dir, name)
+    result_run, result = clean_head_with_progress(parent, weight_decay, iterations, runs_dir, name)
     out.print(f"{result_run.path}: {parent.payload['model']} with a clean head: test {_pct(result['parent_test_acc'])}"
               f" % -> {_pct(result['test_acc'])} % (val {_pct(result['val_acc_faithful'])} -> "
               f"{_pct(result['val_acc_clean'])} %); next: edgecnn export --run {result_run.path}", highlight=False)
 
 
-def _clean_head(parent, weight_decay: float, iterations: int, runs_dir, name):
+def clean_head_with_progress(parent, weight_decay: float, iterations: int, runs_dir, name):
     from edgecnn.compress.methods.head import clean_head_run
 
     from .export import RichProgress

@@ -39,7 +39,7 @@ def clean_head_checkpoint(path: Path, runs_dir: str | None, data_dir: str | None
     from edgecnn.errors import EdgecnnError
     from edgecnn.runs import load_checkpoint, runs_root
 
-    from .compress import _clean_head
+    from .compress import clean_head_with_progress
 
     if load_checkpoint(path).get("head") == "clean":
         return path
@@ -55,7 +55,7 @@ def clean_head_checkpoint(path: Path, runs_dir: str | None, data_dir: str | None
     if existing.exists():
         raise EdgecnnError(f"{existing} exists but has no result.json (an interrupted clean-head fit?); remove it "
                            "and run again")
-    result_run, result = _clean_head(load_parent(path, data_dir), 1e-4, 100, runs_dir, name)
+    result_run, result = clean_head_with_progress(load_parent(path, data_dir), 1e-4, 100, runs_dir, name)
     err.print(f"clean head fitted: {result_run.path} (test {result['parent_test_acc']:.2%} -> {result['test_acc']:.2%})",
               markup=False, highlight=False)
     return result_run.path / "best.pt"
@@ -114,7 +114,7 @@ def export(
     from edgecnn.errors import EdgecnnError
     from edgecnn.export.onnx import CALIBRATION_METHODS, INT8_SCHEMES
     from edgecnn.export.pipeline import ExportOptions, export_checkpoint, parse_formats
-    from edgecnn.export.reparam import GHOST_REWRITES
+    from edgecnn.export.reparam import check_ghost_rewrite
     from edgecnn.runs import resolve_checkpoint
 
     if calib_method not in CALIBRATION_METHODS:
@@ -122,9 +122,8 @@ def export(
                            "see edgecnn/export/onnx.py)")
     if onnx_scheme not in INT8_SCHEMES:
         raise EdgecnnError(f"--onnx-scheme must be one of {', '.join(INT8_SCHEMES)}")
-    for flag, value in (("--ghost-fp32", ghost_fp32), ("--ghost-int8", ghost_int8)):
-        if value not in GHOST_REWRITES:
-            raise EdgecnnError(f"{flag} must be one of {', '.join(GHOST_REWRITES)}")
+    check_ghost_rewrite(ghost_fp32, "--ghost-fp32")  # before a checkpoint is read: a typo fails at once
+    check_ghost_rewrite(ghost_int8, "--ghost-int8")
     if split not in ("test", "val"):
         raise EdgecnnError("--split must be test or val (the training split calibrates int8)")
     if not (model or checkpoint or run):
