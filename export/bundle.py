@@ -99,7 +99,8 @@ def make_bundle(export_dir: str | Path, out_dir: str | Path, *, sample: int = 10
         "sample": {"images": "sample_images.npy", "labels": "sample_labels.npy", "count": count,
                    "split": "test", "seed": 0},
         "artifacts": [{"file": a["file"], "format": a["format"], "precision": a["precision"],
-                       "runtime": runner.BACKENDS[Path(a["file"]).suffix].runtime, "layout": "NCHW",
+                       "runtime": runner.BACKENDS[Path(a["file"]).suffix].runtime,
+                       "layout": a.get("details", {}).get("layout", "NCHW"),
                        "bytes": a["bytes"], "sha256": a["sha256"], **_io_details(staging / a["file"]),
                        "export_accuracy": a["accuracy"], "export_agreement": a["agreement"]}
                       for a in artifacts],

@@ -47,6 +47,7 @@ class ExportOptions:
     # export/reparam.py's rewrite of the ghost modules, per precision (exact; the README has the measurements)
     ghost_fp32: str = "auto"
     ghost_int8: str = "depthwise"
+    tflite_layout: str = "NHWC"  # TFLite input layout: channel-last saves the converter's input TRANSPOSE/RESHAPE
 
 
 @dataclass
@@ -86,7 +87,7 @@ class Progress:
 @dataclass(frozen=True)
 class Format:
     suffix: str
-    export_fp32: Callable  # (model, path, in_chans, metadata) -> details
+    export_fp32: Callable  # (model, path, in_chans, metadata, options) -> details
     export_int8: Callable  # (model, fp32_path, path, in_chans, calibration, options, on_batch) -> details
     int8_from_file: bool  # int8 quantizes a float file of the same format (ONNX) rather than the model (TFLite)
 
@@ -94,16 +95,17 @@ class Format:
 FORMATS = {
     "onnx": Format(
         ".onnx",
-        lambda model, path, in_chans, meta: onnx_format.export_fp32(model, path, in_chans, meta),
+        lambda model, path, in_chans, meta, opts: onnx_format.export_fp32(model, path, in_chans, meta),
         lambda model, fp32, path, in_chans, calib, opts, tick: onnx_format.quantize_int8(
             fp32, path, calib, method=opts.calib_method, scheme=opts.onnx_scheme, on_batch=tick),
         int8_from_file=True,
     ),
     "tflite": Format(
         ".tflite",
-        lambda model, path, in_chans, meta: tflite_format.export_fp32(model, path, in_chans),
+        lambda model, path, in_chans, meta, opts: tflite_format.export_fp32(model, path, in_chans,
+                                                                             opts.tflite_layout),
         lambda model, fp32, path, in_chans, calib, opts, tick: tflite_format.export_int8(
-            model, path, in_chans, calib, on_batch=tick),
+            model, path, in_chans, calib, on_batch=tick, layout=opts.tflite_layout),
         int8_from_file=False,
     ),
 }
@@ -169,7 +171,7 @@ def _same_module(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 @contextlib.contextmanager
 def _int8_input(spec: Format, fp32_path: Path, fp32_ok: bool, same_graph: bool, source: torch.nn.Module,
-                in_chans: int, metadata: dict) -> Iterator[Path]:
+                in_chans: int, metadata: dict, options: ExportOptions) -> Iterator[Path]:
     """The float file an int8 conversion starts from, for formats that quantize a file (ONNX): the fp32 file
     itself when both precisions convert the same graph, else a temporary fp32 file of the int8 graph."""
     if not spec.int8_from_file or same_graph:
@@ -179,7 +181,7 @@ def _int8_input(spec: Format, fp32_path: Path, fp32_ok: bool, same_graph: bool, 
         return
     with tempfile.TemporaryDirectory(prefix="edgecnn-int8-source-") as tmp:
         float_file = Path(tmp) / f"int8-source{spec.suffix}"
-        spec.export_fp32(source, float_file, in_chans, metadata)
+        spec.export_fp32(source, float_file, in_chans, metadata, options)
         yield float_file
 
 
@@ -200,6 +202,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
 
     check_ghost_rewrite(options.ghost_fp32, "ghost_fp32")
     check_ghost_rewrite(options.ghost_int8, "ghost_int8")
+    if options.tflite_layout not in tflite_format.LAYOUTS:
+        raise EdgecnnError(f"tflite_layout must be one of {', '.join(tflite_format.LAYOUTS)}, "
+                           f"not {options.tflite_layout!r}")
     payload = load_checkpoint(checkpoint)
     model = build_from_checkpoint(payload, model=model_name, source=str(checkpoint)).eval()
     described = payload["data"]
@@ -259,11 +264,11 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
             try:
                 if precision == "fp32":
                     progress.note(f"exporting {row.name}")
-                    row.details = spec.export_fp32(source, path, payload["in_chans"], metadata)
+                    row.details = spec.export_fp32(source, path, payload["in_chans"], metadata, options)
                 else:
                     with progress.task(f"calibrating {row.name}", len(calibration)) as tick, \
                             _int8_input(spec, fp32_path, fp32_ok, same_graph, source, payload["in_chans"],
-                                        metadata) as float_file:
+                                        metadata, options) as float_file:
                         row.details = spec.export_int8(source, float_file, path, payload["in_chans"], calibration,
                                                        options, tick)
                 row.details["ghost_rewrite"] = rewrites[precision]["ghost"]
@@ -281,7 +286,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
             try:
                 started = time.perf_counter()
                 with progress.task(f"{row.name} on {options.split}", len(split)) as tick:
-                    logits = evaluate_file(path, split.images.numpy(), mean, std, options.threads, tick)
+                    logits = evaluate_file(path, split.images.numpy(), mean, std, options.threads, tick,
+                                           row.details.get("layout"))
                 row.eval_seconds = round(time.perf_counter() - started, 2)
                 for key, value in score(logits, labels, reference).items():
                     setattr(row, key, value)
@@ -314,9 +320,11 @@ def find_export(model: str, dataset: str | None = None, root: str | Path = "arti
     return max(found)[1]
 
 
-def evaluate_file(path: str | Path, images: np.ndarray, mean, std, threads: int | None = None, tick=None) -> np.ndarray:
-    """Logits of an exported file over uint8 NCHW images, through the device runner (so, through its runtime)."""
-    model = open_model(str(path), threads=threads)
+def evaluate_file(path: str | Path, images: np.ndarray, mean, std, threads: int | None = None, tick=None,
+                  layout: str | None = None) -> np.ndarray:
+    """Logits of an exported file over uint8 NCHW images, through the device runner (so, through its runtime);
+    `layout` is the file's input layout as export recorded it (None: read off the file)."""
+    model = open_model(str(path), threads=threads, layout=layout)
     chunks = []
     for _, batch in predict_batches(model, images, mean, std, batch_size=250):
         chunks.append(batch)

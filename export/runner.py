@@ -31,15 +31,28 @@ def preprocess(images: np.ndarray, mean, std) -> np.ndarray:
     return (x - mean) / std
 
 
+LAYOUTS = ("NCHW", "NHWC")
+
+
 class Backend(ABC):
-    """One loaded model. predict() takes float32 NCHW, normalized, any batch size, and returns float32 logits."""
+    """One loaded model. predict() takes float32 NCHW, normalized, any batch size, and returns float32 logits,
+    whatever the file's own input layout (`layout`: NCHW, or NHWC for channel-last TFLite files)."""
 
     runtime = ""
 
-    def __init__(self, path: str, threads: int | None = None, layout: str = "NCHW"):
-        if layout not in ("NCHW", "NHWC"):
+    def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
+        if layout not in (None, *LAYOUTS):
             raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
-        self.path, self.threads, self.layout = path, threads, layout
+        self.path, self.threads, self.layout, self.requested_layout = path, threads, layout or "NCHW", layout
+
+    def _own_layout(self, shape: list) -> str:
+        """The layout the file's input shape shows, checked against the one the caller stated. edgecnn exports
+        image classifiers at 32x32 with 1 or 3 channels, so a last dimension smaller than the second means NHWC."""
+        dims = [d if isinstance(d, int) else 0 for d in shape]  # symbolic dimensions (ONNX's batch) count as 0
+        own = "NHWC" if len(dims) == 4 and 0 < dims[3] < dims[1] else "NCHW"
+        if self.layout != own and self.requested_layout is not None:
+            raise ValueError(f"{self.path} takes {own} input {list(shape)}, not {self.requested_layout}")
+        return own
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x, dtype=np.float32)
@@ -53,7 +66,7 @@ class Backend(ABC):
 class OnnxRuntimeBackend(Backend):
     runtime = "onnxruntime"
 
-    def __init__(self, path: str, threads: int | None = None, layout: str = "NCHW"):
+    def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
         super().__init__(path, threads, layout)
         import onnxruntime as ort
 
@@ -67,6 +80,7 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.layout = self._own_layout(self.session.get_inputs()[0].shape)
         self.output_name = self.session.get_outputs()[0].name
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -79,7 +93,7 @@ class LiteRTBackend(Backend):
 
     runtime = "litert"
 
-    def __init__(self, path: str, threads: int | None = None, layout: str = "NCHW"):
+    def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
         super().__init__(path, threads, layout)
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -91,6 +105,7 @@ class LiteRTBackend(Backend):
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.batch = int(self.input["shape"][0])
+        self.layout = self._own_layout([int(d) for d in self.input["shape"]])
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         outputs = [self._invoke(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]
@@ -114,8 +129,8 @@ class LiteRTBackend(Backend):
 BACKENDS = {".onnx": OnnxRuntimeBackend, ".tflite": LiteRTBackend}
 
 
-def open_model(path: str, threads: int | None = None, layout: str = "NCHW") -> Backend:
-    """Load a model file with the runtime its suffix names."""
+def open_model(path: str, threads: int | None = None, layout: str | None = None) -> Backend:
+    """Load a model file with the runtime its suffix names; `layout` None = the file's own (see Backend)."""
     suffix = os.path.splitext(str(path))[1].lower()
     if suffix not in BACKENDS:
         raise ValueError(f"no runtime for {suffix or 'a file without suffix'}; known: {', '.join(BACKENDS)}")
@@ -129,7 +144,7 @@ def predict_batches(model: Backend, images: np.ndarray, mean, std, batch_size: i
 
 
 def benchmark(path: str, threads: int | None = None, batch: int = 1, warmup: int = 30, runs: int = 200,
-              layout: str = "NCHW", seconds: float | None = None) -> dict:
+              layout: str | None = None, seconds: float | None = None) -> dict:
     """Latency of one file in this process: `warmup` untimed calls, then `runs` timed ones (or as many as fit in
     `seconds`), on a fixed random input. Peak memory is the process's, so call it in a fresh process per file."""
     import time
@@ -150,8 +165,9 @@ def benchmark(path: str, threads: int | None = None, batch: int = 1, warmup: int
         t0 = time.perf_counter()
         model.predict(x)
         times.append((time.perf_counter() - t0) * 1e3)
-    return {"file": os.path.basename(path), "runtime": model.runtime, "threads": threads, "batch": batch,
-            "warmup": warmup, "load_ms": round(load_ms, 2), "first_ms": round(first_ms, 3), **latency_stats(times),
+    return {"file": os.path.basename(path), "runtime": model.runtime, "layout": model.layout, "threads": threads,
+            "batch": batch, "warmup": warmup, "load_ms": round(load_ms, 2), "first_ms": round(first_ms, 3),
+            **latency_stats(times),
             "peak_rss_mib": peak_rss_mib(), "rss_after_import_mib": rss_before, "versions": runtime_versions(),
             "machine": machine_info()}
 
@@ -351,7 +367,7 @@ def main(argv=None) -> int:
             if not args.model:
                 raise ValueError("bench needs a model file outside a bundle")
             print(json.dumps(benchmark(args.model, args.threads, args.batch, args.warmup, args.runs,
-                                       args.layout or "NCHW")))
+                                       args.layout)))
             return 0
         manifest = verify_bundle(args.bundle)
         if args.command == "verify":
@@ -359,7 +375,7 @@ def main(argv=None) -> int:
         elif args.command == "bench":
             artifact = _artifact(manifest, args.model)
             result = benchmark(os.path.join(args.bundle, artifact["file"]), args.threads, args.batch, args.warmup,
-                               args.runs, args.layout or artifact.get("layout", "NCHW"))
+                               args.runs, args.layout or artifact.get("layout"))
             print(json.dumps(result))
         elif args.command == "eval":
             images = np.load(os.path.join(args.bundle, manifest["sample"]["images"]), allow_pickle=False)
@@ -368,8 +384,7 @@ def main(argv=None) -> int:
             chosen = [_artifact(manifest, args.model)] if args.model else manifest["artifacts"]
             results = []
             for artifact in chosen:
-                model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads,
-                                   artifact.get("layout", "NCHW"))
+                model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads, artifact.get("layout"))
                 top1 = np.concatenate([logits.argmax(1) for _, logits in predict_batches(
                     model, images, manifest["input"]["mean"], manifest["input"]["std"])])
                 results.append({"file": artifact["file"], "images": int(len(labels)),
@@ -378,7 +393,7 @@ def main(argv=None) -> int:
         else:
             artifact = _artifact(manifest, args.model)
             image = load_image(args.image, manifest["input"]["shape"][1])
-            model = open_model(os.path.join(args.bundle, artifact["file"]), 1, artifact.get("layout", "NCHW"))
+            model = open_model(os.path.join(args.bundle, artifact["file"]), 1, artifact.get("layout"))
             logits = model.predict(preprocess(image[None], manifest["input"]["mean"], manifest["input"]["std"]))[0]
             for k in np.argsort(-logits)[:args.top]:
                 print(f"{manifest['classes'][k]}\t{logits[k]:.4f}")

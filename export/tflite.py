@@ -9,6 +9,12 @@ The int8 path (as measured in ../shared/toolchain-feasibility.md):
   converted at batch 1); this cut exp13's whole TFLite int8 export from 206 s (image by image) to 126 s.
 
 Files are exported at batch 1 (the deployment case); the runner feeds larger batches one image at a time.
+
+Input layout: channel-last (NHWC, the default) or NCHW. TFLite kernels are NHWC, so a file with an NCHW input
+starts with a layout op (a TRANSPOSE for 3 channels, a RESHAPE for 1); exporting `model(x.permute(0, 3, 1, 2))`
+lets the converter cancel the permute against its own layout change, and the file starts with its first conv.
+The file's input shape then says the layout ([1, 32, 32, C]); the runner reads it from there, export.json and
+the bundle manifest record it per file, and callers keep handing the runner NCHW batches.
 fp16-weight files are not produced: litert-converter 0.5 exposes no float16 option and ai-edge-quantizer 0.10 has no
 float16 recipe, so it would need TensorFlow's converter.
 """
@@ -25,6 +31,28 @@ import torch
 from edgecnn.io import atomic_write_bytes
 
 CALIBRATION_BATCH = 100
+LAYOUTS = ("NHWC", "NCHW")
+
+
+class ChannelsLastInput(torch.nn.Module):
+    """`model` taking an NHWC batch: the permute cancels against the converter's own NCHW -> NHWC change."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.permute(0, 3, 1, 2))
+
+
+def _for_layout(model: torch.nn.Module, layout: str) -> torch.nn.Module:
+    if layout not in LAYOUTS:
+        raise ValueError(f"TFLite input layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    return ChannelsLastInput(model).eval() if layout == "NHWC" else model.eval()
+
+
+def _example(in_chans: int, layout: str, batch: int = 1) -> torch.Tensor:
+    return torch.zeros(batch, 32, 32, in_chans) if layout == "NHWC" else torch.zeros(batch, in_chans, 32, 32)
 
 
 def _quiet() -> None:
@@ -41,29 +69,31 @@ def _write(edge_model, path: str | Path) -> None:
         atomic_write_bytes(path, staged.read_bytes())
 
 
-def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int) -> dict:
+def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int, layout: str = "NHWC") -> dict:
     import litert_torch
 
     _quiet()
-    edge = litert_torch.convert(model.eval(), (torch.zeros(1, in_chans, 32, 32),))
+    edge = litert_torch.convert(_for_layout(model, layout), (_example(in_chans, layout),))
     _write(edge, path)
-    return {"batch": 1, "layout": "NCHW", "input_dtype": "float32"}
+    return {"batch": 1, "layout": layout, "input_dtype": "float32"}
 
 
 def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibration: np.ndarray,
-                on_batch=None) -> dict:
+                on_batch=None, layout: str = "NHWC") -> dict:
+    """Full int8 file of `model`, calibrated on `calibration` (float32 NCHW, normalized, as the runner feeds)."""
     import litert_torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     _quiet()
-    sample = torch.zeros(1, in_chans, 32, 32)
+    model = _for_layout(copy.deepcopy(model), layout)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    graph = torch.export.export(copy.deepcopy(model).eval(), (torch.zeros(2, in_chans, 32, 32),),
-                                dynamic_shapes=({0: batch},), strict=True).module()
+    graph = torch.export.export(model, (_example(in_chans, layout, 2),), dynamic_shapes=({0: batch},),
+                                strict=True).module()
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(graph, quantizer)
+    calibration = calibration.transpose(0, 2, 3, 1) if layout == "NHWC" else calibration
     images = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
     with torch.no_grad():
         for start in range(0, len(images), CALIBRATION_BATCH):
@@ -71,9 +101,10 @@ def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibra
             if on_batch:
                 on_batch(len(images[start:start + CALIBRATION_BATCH]))
     quantized = convert_pt2e(prepared, fold_quantize=False)
-    edge = litert_torch.convert(quantized, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    edge = litert_torch.convert(quantized, (_example(in_chans, layout),),
+                                quant_config=QuantConfig(pt2e_quantizer=quantizer))
     _write(edge, path)
-    return {"batch": 1, "layout": "NCHW", "input_dtype": "int8", "weights": "int8 per-channel symmetric",
+    return {"batch": 1, "layout": layout, "input_dtype": "int8", "weights": "int8 per-channel symmetric",
             "calibration": "minmax (PT2E observers)", "calibration_images": len(calibration)}
 
 

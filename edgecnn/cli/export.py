@@ -98,6 +98,7 @@ def export(
     onnx_scheme: Annotated[str, typer.Option("--onnx-scheme", help="u8s8 (x86 without VNNI) or s8s8 (ARM).")] = "u8s8",
     ghost_fp32: Annotated[str, typer.Option("--ghost-fp32", help="Ghost-module rewrite for fp32 files: auto (depthwise where it absorbs a channel shuffle), depthwise, fold or none (all exact; export/reparam.py).")] = "auto",
     ghost_int8: Annotated[str, typer.Option("--ghost-int8", help="Ghost-module rewrite for int8 files: depthwise (fully integer graphs), auto, fold or none.")] = "depthwise",
+    tflite_layout: Annotated[str, typer.Option("--tflite-layout", help="Input layout of the TFLite files: NHWC (channel-last, no layout op at the input) or NCHW; the runner reads it off the file.")] = "NHWC",
     head: Annotated[str, typer.Option("--head", help="faithful (the paper's ReLU6/ReLU on the logits) or clean: "
                                       "drop it and refit the last layer first (a derived run <run>-head-clean).")] = "faithful",
     split: Annotated[str, typer.Option(help="Split the accuracy is measured on: test or val.")] = "test",
@@ -124,6 +125,8 @@ def export(
         raise EdgecnnError(f"--onnx-scheme must be one of {', '.join(INT8_SCHEMES)}")
     check_ghost_rewrite(ghost_fp32, "--ghost-fp32")  # before a checkpoint is read: a typo fails at once
     check_ghost_rewrite(ghost_int8, "--ghost-int8")
+    if tflite_layout not in ("NHWC", "NCHW"):
+        raise EdgecnnError("--tflite-layout must be NHWC or NCHW")
     if split not in ("test", "val"):
         raise EdgecnnError("--split must be test or val (the training split calibrates int8)")
     if not (model or checkpoint or run):
@@ -139,7 +142,7 @@ def export(
         out_dir = str(Path("artifacts") / name)
     options = ExportOptions(formats=parse_formats(formats), int8=int8, calib_samples=calib_samples,
                             calib_method=calib_method, onnx_scheme=onnx_scheme, split=split, threads=threads,
-                            ghost_fp32=ghost_fp32, ghost_int8=ghost_int8)
+                            ghost_fp32=ghost_fp32, ghost_int8=ghost_int8, tflite_layout=tflite_layout)
     report = export_checkpoint(path, out_dir, options, data_dir=data_dir, model_name=model, progress=RichProgress())
     if as_json:
         print(json.dumps(report, indent=2))

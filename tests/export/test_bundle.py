@@ -38,6 +38,9 @@ def test_bundle_holds_everything_a_device_needs(bundle, exported):
     assert all(sha256_file(bundle / n) == h for n, h in manifest["files"].items())
     int8 = {a["file"]: a for a in manifest["artifacts"]}["model.int8.tflite"]
     assert int8["input"]["dtype"] == "int8" and int8["input"]["quantization"]["scale"] > 0
+    # each file's own input layout, as export recorded it (the runner feeds each accordingly)
+    assert {a["file"]: a["layout"] for a in manifest["artifacts"]} == {
+        "model.fp32.onnx": "NCHW", "model.int8.onnx": "NCHW", "model.fp32.tflite": "NHWC", "model.int8.tflite": "NHWC"}
     assert np.load(bundle / "sample_images.npy").dtype == np.uint8
     assert "import torch" not in (bundle / "runner.py").read_text()
     assert (bundle.parent / "b.tar.gz").is_file()

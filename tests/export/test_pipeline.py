@@ -68,6 +68,28 @@ def test_int8_graphs_are_quantized_as_configured(exported):
     assert count_ops(out / "model.int8.tflite").get("CONV_2D", 0) > 0
 
 
+def _ops_reading_the_input(path) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    index = interpreter.get_input_details()[0]["index"]
+    return [op["op_name"] for op in interpreter._get_ops_details() if index in list(op["inputs"])]
+
+
+def test_tflite_files_take_channel_last_input(exported):
+    """TFLite files are NHWC by default: they start with their first conv, not the converter's TRANSPOSE from
+    NCHW; export.json says so per file, the runner reads it off the file, accuracy is unchanged (tests above)."""
+    report, out, _ = exported
+    for name in ("tflite-fp32", "tflite-int8"):
+        row = rows(report)[name]
+        assert row["details"]["layout"] == "NHWC"
+        model = open_model(str(out / row["file"]))
+        assert model.layout == "NHWC" and [int(d) for d in model.input["shape"]] == [1, 32, 32, 3]
+        consumers = _ops_reading_the_input(out / row["file"])
+        assert consumers and not {"TRANSPOSE", "RESHAPE"} & set(consumers), consumers
+    assert rows(report)["onnx-fp32"]["details"].get("layout", "NCHW") == "NCHW"
+
+
 def test_onnx_carries_what_a_deployment_needs(exported):
     report, out, _ = exported
     meta = {p.key: p.value for p in onnx.load(str(out / "model.fp32.onnx")).metadata_props}

@@ -26,6 +26,30 @@ def test_unknown_suffix_is_refused():
         runner.open_model("model.pt")
 
 
+def test_tflite_layouts_compute_the_same_and_the_file_says_which(tmp_path):
+    from edgecnn.export.tflite import count_ops, export_fp32
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(),
+                                torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten()).eval()
+    assert export_fp32(model, tmp_path / "nchw.tflite", 3, layout="NCHW")["layout"] == "NCHW"
+    assert export_fp32(model, tmp_path / "nhwc.tflite", 3)["layout"] == "NHWC"  # the default
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    for name, layout in (("nchw", "NCHW"), ("nhwc", "NHWC")):
+        loaded = runner.open_model(str(tmp_path / f"{name}.tflite"), threads=1)  # the layout read off the file
+        assert loaded.layout == layout
+        np.testing.assert_allclose(loaded.predict(x.numpy()), expected, rtol=0, atol=1e-5)  # callers feed NCHW
+    assert count_ops(tmp_path / "nchw.tflite").get("TRANSPOSE", 0) == 1  # the converter's NCHW -> NHWC
+    assert count_ops(tmp_path / "nhwc.tflite").get("TRANSPOSE", 0) == 0
+    with pytest.raises(ValueError, match=r"takes NHWC input \[1, 32, 32, 3\], not NCHW"):
+        runner.open_model(str(tmp_path / "nhwc.tflite"), layout="NCHW")
+    with pytest.raises(ValueError, match="layout must be NCHW or NHWC"):
+        runner.open_model(str(tmp_path / "nhwc.tflite"), layout="CHW")
+
+
 def test_runner_needs_neither_torch_nor_edgecnn(tmp_path):
     class Tiny(torch.nn.Module):
         def __init__(self):
