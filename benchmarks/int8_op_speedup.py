@@ -9,8 +9,9 @@ number cannot say whether that is the runtime's per-op cost or its kernels; this
 the exported graphs are made of (pointwise 1x1 convs and depthwise 3x3 convs, each with its ReLU6 fused) and
 prints, under the table, how exp13's exported int8 graph splits its multiply-adds between them.
 
-Each chain starts with an average pool that brings the 32x32 input down to the layer's map size (the exporters
-take 32x32 images); its cost is in every row, fp32 and int8 alike, so per-layer times are slight overestimates.
+Each chain starts with a stem conv from a 1-channel 32x32 image (what the exporters take) to the layer's width and
+map size; the same stem is exported and timed alone, and a layer's time is (chain - stem) / LAYERS, so the
+runner's input handling and the stem cancel out.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from torch import nn
 LAYERS = 20
 
 
-def chain(kind: str, channels: int, size: int) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.AvgPool2d(32 // size)] if size < 32 else []
-    for index in range(LAYERS):
+def chain(kind: str, channels: int, size: int, layers_count: int = LAYERS) -> nn.Sequential:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Conv2d(1, channels, 32 // size, stride=32 // size), nn.ReLU6()]
+    for index in range(layers_count):
         if kind == "depthwise":
             layers.append(nn.Conv2d(channels, channels, 3, padding=1, groups=channels))
         else:  # pointwise, alternating expand and project as in a ghost bottleneck (40 <-> 256 in exp13)
@@ -48,31 +50,28 @@ CASES = {  # name -> (kind, input channels, map size); the shapes exp13's int8 g
 
 
 def layer_macs(model: nn.Sequential) -> int:
-    macs, x = 0, torch.zeros(1, model_in_channels(model), 32, 32)
+    """Multiply-adds of the chain's layers after the stem, per layer."""
+    macs, x = 0, torch.zeros(1, 1, 32, 32)
     with torch.no_grad():
-        for module in model:
+        for index, module in enumerate(model):
             x = module(x)
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and index > 0:
                 macs += x.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-    return macs
+    return macs // LAYERS
 
 
-def model_in_channels(model: nn.Sequential) -> int:
-    return next(m for m in model if isinstance(m, nn.Conv2d)).in_channels
-
-
-def export_case(model: nn.Sequential, folder: Path) -> dict[str, Path]:
+def export_case(model: nn.Sequential, folder: Path) -> dict[tuple[str, str], Path]:
+    """(format, precision) -> file, through edgecnn's exporters."""
     from edgecnn.export import onnx as onnx_format
     from edgecnn.export import tflite as tflite_format
 
-    channels = model_in_channels(model)
-    calibration = np.random.default_rng(0).standard_normal((64, channels, 32, 32)).astype(np.float32)
-    files = {"onnx": (folder / "m.fp32.onnx", folder / "m.int8.onnx"),
-             "tflite": (folder / "m.fp32.tflite", folder / "m.int8.tflite")}
-    onnx_format.export_fp32(model, files["onnx"][0], channels, {"model": "chain"})
-    onnx_format.quantize_int8(files["onnx"][0], files["onnx"][1], calibration)
-    tflite_format.export_fp32(model, files["tflite"][0], channels)
-    tflite_format.export_int8(model, files["tflite"][1], channels, calibration)
+    folder.mkdir(parents=True)
+    calibration = np.random.default_rng(0).standard_normal((64, 1, 32, 32)).astype(np.float32)
+    files = {(f, p): folder / f"m.{p}.{f}" for f in ("onnx", "tflite") for p in ("fp32", "int8")}
+    onnx_format.export_fp32(model, files["onnx", "fp32"], 1, {"model": "chain"})
+    onnx_format.quantize_int8(files["onnx", "fp32"], files["onnx", "int8"], calibration)
+    tflite_format.export_fp32(model, files["tflite", "fp32"], 1)
+    tflite_format.export_int8(model, files["tflite", "int8"], 1, calibration)
     return files
 
 
@@ -113,21 +112,23 @@ def main() -> None:
     console = Console()
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgecnn-int8-ops-") as tmp:
-        for name, (kind, channels, size) in CASES.items():
-            model = chain(kind, channels, size)
-            macs = layer_macs(model) / LAYERS
-            folder = Path(tmp) / name.replace(" ", "_").replace("@", "").replace("<->", "-")
-            folder.mkdir()
+        for number, (name, (kind, channels, size)) in enumerate(CASES.items()):
             console.print(f"exporting {name}")
-            files = export_case(model, folder)
-            for format_name, (fp32, int8) in files.items():
+            full, stem = (export_case(chain(kind, channels, size, count), Path(tmp) / f"{number}-{count}")
+                          for count in (LAYERS, 0))
+            macs = layer_macs(chain(kind, channels, size))
+            for format_name in ("onnx", "tflite"):
                 for threads in args.threads:
-                    fp32_ms, int8_ms = (time_file(f, threads, processes=args.processes, runs=args.runs)["p50_ms"]
-                                        for f in (fp32, int8))
-                    rows.append({"layer": name, "format": format_name, "threads": threads, "kmacs_per_layer":
-                                 round(macs / 1e3, 1), "fp32_us_per_layer": round(1e3 * fp32_ms / LAYERS, 2),
-                                 "int8_us_per_layer": round(1e3 * int8_ms / LAYERS, 2),
-                                 "int8_speedup": round(fp32_ms / int8_ms, 2)})
+                    per_layer = {}
+                    for precision in ("fp32", "int8"):
+                        full_ms, stem_ms = (time_file(files[format_name, precision], threads, processes=args.processes,
+                                                      runs=args.runs)["p50_ms"] for files in (full, stem))
+                        per_layer[precision] = 1e3 * (full_ms - stem_ms) / LAYERS
+                    rows.append({"layer": name, "format": format_name, "threads": threads,
+                                 "kmacs_per_layer": round(macs / 1e3, 1),
+                                 "fp32_us_per_layer": round(per_layer["fp32"], 2),
+                                 "int8_us_per_layer": round(per_layer["int8"], 2),
+                                 "int8_speedup": round(per_layer["fp32"] / per_layer["int8"], 2)})
                     if args.json_out:  # rewritten after every cell: an interrupted run keeps what it measured
                         atomic_write_text(args.json_out, json.dumps({"rows": rows}, indent=2) + "\n")
     table = Table(title=f"int8 vs fp32 per layer (chains of {LAYERS}, batch 1, median p50 of {args.processes} "

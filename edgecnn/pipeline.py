@@ -9,6 +9,10 @@ rerun after an interruption continues where it stopped:
 - export: `artifacts/<run>/export.json` is kept when it is newer than the checkpoint, was made with the same
   formats and int8 setting, and lists every file as checked;
 - bundle: kept when its manifest is newer than export.json and its sha256 list verifies;
+- qat: when an int8 file of the export loses more than `qat_above_pp` points against PyTorch fp32, a
+  quantization-aware fine-tune of the run (`<run>-qat`, compress/methods/qat.py) is made, exported, bundled and
+  benched next to the original; a finished `<run>-qat` newer than the run's checkpoint is reused, an interrupted
+  or older one is made again;
 - bench: skipped per device when the results store already holds every (file, thread count) of this bundle on
   that device; a device that failed half-way is benched again (its finished rows stay in the store);
 - report: always rewritten (it only reads).
@@ -42,6 +46,9 @@ class PipelineConfig:
     bench_warmup: int = 10
     sample: int | None = None
     max_drop: float = 1.0
+    qat_above_pp: float | None = 0.5  # int8 drop that triggers a QAT run (worst int8 file, pp); None: never
+    qat_epochs: int = 1
+    qat_images_per_epoch: int | None = None  # None: the whole training split
     data_dir: str | None = None
     download: bool = False  # let the training stage download CIFAR into data_dir (the later stages then find it)
     runs_dir: str | None = None  # None: ./runs or $EDGECNN_RUNS_DIR
@@ -109,6 +116,8 @@ def train_stage(model: str, config: PipelineConfig, log: StageLog, hooks: Hooks)
 
 
 def _export_is_current(folder: Path, checkpoint: Path, config: PipelineConfig) -> bool:
+    from edgecnn.export.pipeline import ExportOptions
+
     try:
         report = json.loads((folder / "export.json").read_text())
     except (OSError, ValueError):
@@ -118,6 +127,7 @@ def _export_is_current(folder: Path, checkpoint: Path, config: PipelineConfig) -
     artifacts = report.get("artifacts", [])
     return ((folder / "export.json").stat().st_mtime >= checkpoint.stat().st_mtime
             and tuple(options.get("formats", ())) == tuple(config.formats) and options.get("int8") == config.int8
+            and ("tflite" not in config.formats or options.get("tflite_layout", "NCHW") == ExportOptions().tflite_layout)
             and len(artifacts) == expected and all(a.get("status") == "ok" for a in artifacts)
             and all((folder / a["file"]).is_file() for a in artifacts if a.get("file")))
 
@@ -136,6 +146,52 @@ def export_stage(model: str, run, config: PipelineConfig, log: StageLog, hooks: 
     log.add(model, "export", "failed" if failed else "done",
             f"{folder}" + (f" ({', '.join(failed)} failed; the rest goes on)" if failed else ""))
     return folder
+
+
+def int8_drop_pp(export_dir: Path) -> float | None:
+    """The worst int8 file's accuracy loss against PyTorch fp32, in points (None: no measured int8 file)."""
+    artifacts = json.loads((Path(export_dir) / "export.json").read_text())["artifacts"]
+    reference = next(a["accuracy"] for a in artifacts if a["format"] == "pytorch")
+    drops = [100 * (reference - a["accuracy"]) for a in artifacts
+             if a["precision"] == "int8" and a["status"] == "ok" and a.get("accuracy") is not None]
+    return max(drops) if drops else None
+
+
+def qat_stage(model: str, run, export_dir: Path, config: PipelineConfig, log: StageLog, hooks: Hooks) -> Path | None:
+    """Export folder of a quantization-aware fine-tune of `run` when its int8 files lose more than
+    config.qat_above_pp points; None when they do not (or int8 or the trigger is off)."""
+    import shutil
+
+    from edgecnn.compress.methods import FinetuneConfig
+    from edgecnn.compress.methods.lineage import load_parent
+    from edgecnn.compress.methods.qat import quantization_aware_finetune
+    from edgecnn.runs import Run, runs_root
+
+    if not config.int8 or config.qat_above_pp is None:
+        return None
+    drop = int8_drop_pp(export_dir)
+    if drop is None or drop <= config.qat_above_pp:
+        log.add(model, "qat", "skipped", "no int8 file measured" if drop is None else
+                f"int8 loses {drop:.2f} pp, within {config.qat_above_pp:g} pp")
+        return None
+    folder = runs_root(config.runs_dir) / f"{run.path.name}-qat"
+    why = f"int8 lost {drop:.2f} pp (> {config.qat_above_pp:g})"
+    parent = run.checkpoint("best")
+    finished = folder / "result.json"
+    if finished.is_file() and finished.stat().st_mtime >= parent.stat().st_mtime:
+        status, what = "skipped", f"{why}; reusing the finished {folder}"
+    else:
+        if folder.exists():  # interrupted, or older than its parent: a few epochs of this pipeline's own, made again
+            shutil.rmtree(folder)
+        finetune = FinetuneConfig(epochs=config.qat_epochs, lr=1e-3, schedule="cosine", patience=0, min_lr=0.0,
+                                  images_per_epoch=config.qat_images_per_epoch)
+        quantization_aware_finetune(load_parent(parent, config.data_dir), finetune_config=finetune,
+                                    runs_dir=config.runs_dir, name=folder.name, reporter=hooks.train_reporter())
+        status, what = "done", f"{why}: fine-tuned {folder}"
+    qat_export = export_stage(model, Run(folder), config, log, hooks)
+    after = int8_drop_pp(qat_export)
+    log.add(model, "qat", status, what + ("" if after is None else f"; its int8 loses {after:.2f} pp"))
+    return qat_export
 
 
 def bundle_stage(model: str, export_dir: Path, config: PipelineConfig, log: StageLog) -> Path:
@@ -209,10 +265,14 @@ def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None) -> tuple[St
         run = train_stage(model, config, log, hooks)
         hooks.stage(model, "export")
         export_dir = export_stage(model, run, config, log, hooks)
-        hooks.stage(model, "bundle")
-        bundle = bundle_stage(model, export_dir, config, log)
-        hooks.stage(model, "bench")
-        errors += bench_stage(model, bundle, config, log, hooks, store)
+        if config.int8 and config.qat_above_pp is not None:
+            hooks.stage(model, "qat")
+        qat_export = qat_stage(model, run, export_dir, config, log, hooks)
+        for folder in (export_dir, qat_export) if qat_export else (export_dir,):
+            hooks.stage(model, "bundle")
+            bundle = bundle_stage(model, folder, config, log)
+            hooks.stage(model, "bench")
+            errors += bench_stage(model, bundle, config, log, hooks, store)
     hooks.stage("all", "report")
     data = collect(runs_dir=runs_root(config.runs_dir), artifacts_dir=config.artifacts_dir, store=store,
                    dataset=config.dataset, models=models, max_drop=config.max_drop)

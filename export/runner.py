@@ -47,9 +47,9 @@ class Backend(ABC):
 
     def _own_layout(self, shape: list) -> str:
         """The layout the file's input shape shows, checked against the one the caller stated. edgecnn exports
-        image classifiers at 32x32 with 1 or 3 channels, so a last dimension smaller than the second means NHWC."""
+        square images, so [N, S, S, C] with C != S is channel-last; anything else (also [N, S, S, S]) is NCHW."""
         dims = [d if isinstance(d, int) else 0 for d in shape]  # symbolic dimensions (ONNX's batch) count as 0
-        own = "NHWC" if len(dims) == 4 and 0 < dims[3] < dims[1] else "NCHW"
+        own = "NHWC" if len(dims) == 4 and dims[1] == dims[2] > 0 and dims[3] != dims[2] else "NCHW"
         if self.layout != own and self.requested_layout is not None:
             raise ValueError(f"{self.path} takes {own} input {list(shape)}, not {self.requested_layout}")
         return own

@@ -226,7 +226,7 @@ def pipeline_folder(shared):
                                 formats=("onnx",), calib_samples=100, threads=(1,), bench_runs=20, bench_warmup=3,
                                 data_dir=str(root / "data"), runs_dir=str(root / "runs"),
                                 artifacts_dir=str(root / "artifacts"), store=str(root / "results" / "bench.sqlite"),
-                                report_dir=str(root / "report"))
+                                report_dir=str(root / "report"), qat_above_pp=None)  # QAT: tests/core/test_pipeline
         calls = []
         resumed = KilledAtBench()
         for hooks in (KilledInSecondEpoch(), resumed, Hooks()):

@@ -52,6 +52,9 @@ def pipeline(
     runs: Annotated[int, typer.Option("--bench-runs", min=1, help="Timed inferences per measurement.")] = 100,
     sample: Annotated[int | None, typer.Option(min=1, help="Score only the first N sample images on devices.")] = None,
     max_drop: MaxDropOpt = 1.0,
+    qat_above: Annotated[float, typer.Option("--qat-above", help="Make, export and bench a quantization-aware fine-tune (<run>-qat) when an int8 file loses more than this many points of accuracy.")] = 0.5,
+    qat: Annotated[bool, typer.Option("--qat/--no-qat", help="Whether --qat-above may trigger a QAT run.")] = True,
+    qat_epochs: Annotated[int, typer.Option("--qat-epochs", min=1, help="Epochs of that fine-tune.")] = 1,
     out_dir: OutOpt = "results/report",
     data_dir: DataDirOpt = None,
     download: DownloadOpt = False,
@@ -70,7 +73,8 @@ def pipeline(
                             recipe=recipe, epochs=epochs, lr=lr, retrain=retrain, formats=parse_formats(formats), int8=int8,
                             devices=tuple(d.strip() for d in device.split(",") if d.strip()),
                             threads=_int_list(threads) if threads else None, bench_runs=runs, sample=sample,
-                            max_drop=max_drop, data_dir=data_dir, download=download, runs_dir=runs_dir, artifacts_dir=exports_root,
+                            max_drop=max_drop, qat_above_pp=qat_above if qat else None, qat_epochs=qat_epochs,
+                            data_dir=data_dir, download=download, runs_dir=runs_dir, artifacts_dir=exports_root,
                             store=store_path, report_dir=out_dir)
     log, data, files, errors = run_pipeline(config, CliHooks())
     table = Table(title="pipeline")

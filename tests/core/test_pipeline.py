@@ -48,13 +48,52 @@ def test_the_cli_reruns_with_every_stage_skipped(pipeline_folder, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "edgecnn", "pipeline", "--models", "vgg19-exp8", "--dataset", "cifar10",
          "--formats", "onnx", "--threads", "1", "--data-dir", root / "data", "--runs-dir", root / "runs",
-         "--exports-root", root / "artifacts", "--store", root / "results" / "bench.sqlite", "--out", out],
+         "--exports-root", root / "artifacts", "--store", root / "results" / "bench.sqlite", "--out", out, "--no-qat"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("skipped") == 4  # train, export, bundle, bench host
     assert "host: ship " in result.stdout
     assert ResultStore(root / "results" / "bench.sqlite").rows() == before  # nothing measured twice
     assert (out / "report.html").is_file() and (out / "accuracy_vs_latency.png").is_file()
+
+
+def _copy_of(pipeline_folder, tmp_path):
+    import shutil
+
+    for part in ("data", "runs", "artifacts", "results"):
+        shutil.copytree(pipeline_folder / part, tmp_path / part, symlinks=True)
+    return tmp_path
+
+
+def test_an_int8_drop_above_the_threshold_triggers_qat_and_its_export(pipeline_folder, tmp_path):
+    from edgecnn.pipeline import Hooks, PipelineConfig, int8_drop_pp, run_pipeline
+
+    root = _copy_of(pipeline_folder, tmp_path)
+    export = root / "artifacts" / "vgg19-exp8-cifar10-pipeline"
+    drop = int8_drop_pp(export)
+    assert drop is not None
+    config = dict(models=("vgg19-exp8",), dataset="cifar10", formats=("onnx",), calib_samples=100, threads=(1,),
+                  bench_runs=10, bench_warmup=2, data_dir=str(root / "data"), runs_dir=str(root / "runs"),
+                  artifacts_dir=str(root / "artifacts"), store=str(root / "results" / "bench.sqlite"),
+                  report_dir=str(root / "report"), qat_images_per_epoch=64)
+    # below the threshold: nothing is made
+    log, *_ = run_pipeline(PipelineConfig(**config, qat_above_pp=drop + 0.01), Hooks())
+    assert [s for m, stage, s, d in log.entries if stage == "qat"] == ["skipped"]
+    assert not (root / "runs" / "vgg19-exp8-cifar10-pipeline-qat").exists()
+    # above it (a threshold under the measured drop): a QAT run with its lineage, exported, bundled and benched
+    log, _, _, errors = run_pipeline(PipelineConfig(**config, qat_above_pp=drop - 0.01), Hooks())
+    assert errors == []
+    qat_run = root / "runs" / "vgg19-exp8-cifar10-pipeline-qat"
+    assert json.loads((qat_run / "config.json").read_text())["lineage"]["method"] == "qat"
+    qat_export = root / "artifacts" / qat_run.name
+    assert int8_drop_pp(qat_export) is not None and (qat_export / "bundle" / "manifest.json").is_file()
+    stages = [(stage, status) for m, stage, status, d in log.entries]
+    assert ("qat", "done") in stages and stages.count(("export", "done")) == 1  # only the QAT run was exported
+    assert len({r["bundle"] for r in ResultStore(root / "results" / "bench.sqlite").rows()}) == 2  # both benched
+    # a rerun reuses the finished QAT run and everything after it
+    log, *_ = run_pipeline(PipelineConfig(**config, qat_above_pp=drop - 0.01), Hooks())
+    assert ("qat", "skipped") in [(stage, status) for m, stage, status, d in log.entries]
+    assert all(status == "skipped" for m, stage, status, d in log.entries if stage != "report")
 
 
 def test_unknown_model_or_device_fails_before_any_work(tmp_path):
