@@ -50,6 +50,19 @@ def test_tflite_layouts_compute_the_same_and_the_file_says_which(tmp_path):
         runner.open_model(str(tmp_path / "nhwc.tflite"), layout="CHW")
 
 
+@pytest.mark.parametrize("channels", [1, 3, 40])
+def test_an_onnx_file_is_read_as_nchw_whatever_its_width(channels, tmp_path):
+    # [N, 40, 32, 32] once read as channel-last (40 > 32); the rule is the square image dims, not the channel count
+    conv = torch.nn.Conv2d(channels, 4, 3).eval()
+    torch.onnx.export(conv, (torch.zeros(1, channels, 32, 32),), str(tmp_path / "m.onnx"), dynamo=False,
+                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}})
+    model = runner.open_model(str(tmp_path / "m.onnx"), threads=1)
+    assert model.layout == "NCHW"
+    x = torch.randn(2, channels, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.predict(x.numpy()), conv(x).numpy(), rtol=0, atol=1e-5)
+
+
 def test_runner_needs_neither_torch_nor_edgecnn(tmp_path):
     class Tiny(torch.nn.Module):
         def __init__(self):
