@@ -15,6 +15,7 @@ starts with a layout op (a TRANSPOSE for 3 channels, a RESHAPE for 1); exporting
 lets the converter cancel the permute against its own layout change, and the file starts with its first conv.
 The file's input shape then says the layout ([1, 32, 32, C]); the runner reads it from there, export.json and
 the bundle manifest record it per file, and callers keep handing the runner NCHW batches.
+
 fp16-weight files are not produced: litert-converter 0.5 exposes no float16 option and ai-edge-quantizer 0.10 has no
 float16 recipe, so it would need TensorFlow's converter.
 """
