@@ -10,6 +10,10 @@ rounds and the median is printed, because shared machines drift. Usage:
 
     python benchmarks/train_throughput.py                       # exp13 exp11 exp6 vgg19-exp8 resnet101-exp1
     python benchmarks/train_throughput.py --models exp13 --repeats 3 --seconds 30
+    python benchmarks/train_throughput.py --models exp13 --compile     # also edgecnn's loop with --compile
+
+With --compile the compiled step is timed after the warm-up steps, which include the compilation (about 80 s
+for exp13 on 2 cores); the compile time itself is not in the images/s.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class _Stop(Exception):
     pass
 
 
-def edgecnn_loop(model_name: str, seconds: float, runs_dir: str) -> float:
+def edgecnn_loop(model_name: str, seconds: float, runs_dir: str, compile: bool = False) -> float:
     from edgecnn.compress.train import Reporter, TrainConfig, train
 
     marks: dict[str, float] = {}
@@ -74,7 +78,7 @@ def edgecnn_loop(model_name: str, seconds: float, runs_dir: str) -> float:
                     raise _Stop
 
     config = TrainConfig(model=model_name, dataset="fashion-mnist", recipe="fast", runs_dir=runs_dir,
-                         name=f"bench-{model_name}-{time.monotonic_ns()}")
+                         name=f"bench-{model_name}-{time.monotonic_ns()}", compile=compile)
     try:
         train(config, reporter=Clock())
     except _Stop:
@@ -87,18 +91,26 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["exp13", "exp11", "exp6", "vgg19-exp8", "resnet101-exp1"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per measurement")
+    parser.add_argument("--compile", action="store_true", help="also time edgecnn's loop with torch.compile")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, Fashion-MNIST 1x32x32")
-    print(f"{'model':<18}{'plain img/s':>14}{'edgecnn img/s':>16}{'speed-up':>10}   (median of {args.repeats})")
+    extra = f"{'compiled img/s':>16}{'speed-up':>10}" if args.compile else ""
+    print(f"{'model':<18}{'plain img/s':>14}{'edgecnn img/s':>16}{'speed-up':>10}{extra}   (median of {args.repeats})")
     with tempfile.TemporaryDirectory() as runs_dir:
         for name in args.models:
-            plain, ours = [], []
+            plain, ours, compiled = [], [], []
             for _ in range(args.repeats):
                 plain.append(plain_loop(name, args.seconds))
                 ours.append(edgecnn_loop(name, args.seconds, runs_dir))
+                if args.compile:
+                    compiled.append(edgecnn_loop(name, args.seconds, runs_dir, compile=True))
             p, o = statistics.median(plain), statistics.median(ours)
-            print(f"{name:<18}{p:>14.1f}{o:>16.1f}{o / p:>9.2f}x   plain {plain}  edgecnn {[round(v, 1) for v in ours]}",
-                  flush=True)
+            line = f"{name:<18}{p:>14.1f}{o:>16.1f}{o / p:>9.2f}x"
+            if compiled:
+                c = statistics.median(compiled)
+                line += f"{c:>16.1f}{c / p:>9.2f}x"
+            print(f"{line}   plain {[round(v, 1) for v in plain]}  edgecnn {[round(v, 1) for v in ours]}"
+                  + (f"  compiled {[round(v, 1) for v in compiled]}" if compiled else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -262,7 +262,10 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
     if ddp.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                   find_unused_parameters=has_dead)
-    step_fn = torch.compile(net) if config.compile else net
+    # dynamic=False: one graph per batch shape (the full batch, and the epoch's last partial one). With dynamic
+    # shapes, torch 2.14's inductor failed on exp13 under torchrun on CPU ("cannot determine truth value of
+    # Relational: 64*s0*s53 < 64") at the first step; static shapes cost one extra compile for the last batch.
+    step_fn = torch.compile(net, dynamic=False) if config.compile else net
     def amp():  # bf16 autocast on CUDA; plain fp32 on CPU (no bf16 units on the small CPUs we target)
         return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 

@@ -100,6 +100,18 @@ def test_two_process_ddp_matches_one_process(data_dir, tmp_path):
     assert Run(tmp_path / "ddp").result["test_images"] == 100
 
 
+def test_compiled_training_runs_under_torchrun(data_dir, tmp_path):
+    """`--compile` under torchrun: with dynamic shapes torch 2.14's inductor failed on exp13's first DDP step on CPU
+    (compress/train/loop.py compiles with static shapes). One step of one global batch keeps it to one compile."""
+    args = ["--model", "exp13", "--dataset", "cifar10", "--data-dir", data_dir, "--runs-dir", str(tmp_path),
+            "--epochs=1", "--batch-size=324", "--compile", "--name", "compiled"]
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             "-m", "edgecnn", "train", *args], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert Run(tmp_path / "compiled").result["test_images"] == 100
+
+
 def test_checkpoint_of_another_model_or_class_count_is_refused(data_dir, tmp_path):
     run = train(config(data_dir, tmp_path, "r", epochs=1))
     payload = load_checkpoint(run.checkpoint())
