@@ -161,7 +161,8 @@ def verify_bundle(folder: str | Path) -> dict:
 
 
 def _readme(report: dict, artifacts: list[dict], count: int) -> str:
-    rows = "\n".join(f"| {a['file']} | {a['accuracy']:.2%} | {a['agreement']:.2%} |" for a in artifacts)
+    rows = "\n".join(f"| {a['file']} | {a.get('details', {}).get('layout', 'NCHW')} | {a['accuracy']:.2%} | "
+                     f"{a['agreement']:.2%} |" for a in artifacts)
     return f"""# {report['model']} ({report['dataset']}) — edgecnn deployment bundle
 
 On the device: `pip install -r requirements.txt` (only the runtime you use is needed), then
@@ -172,11 +173,12 @@ On the device: `pip install -r requirements.txt` (only the runtime you use is ne
     python runner.py bench [FILE] --runs 200 --warmup 30 --threads 2
 
 Every command verifies the hashes first and refuses a bundle whose files changed. Inputs are uint8 images of
-32x32; the runner normalizes them (mean/std in manifest.json) and quantizes them itself for int8 files.
+32x32; the runner normalizes them (mean/std in manifest.json), lays them out as each file takes them (NCHW, or
+channel-last NHWC for TFLite files; manifest.json says per file) and quantizes them itself for int8 files.
 
 Accuracy measured at export on the whole {report['split']} split ({report['images']} images):
 
-| file | accuracy | top-1 agreement with PyTorch fp32 |
-|---|---|---|
+| file | input layout | accuracy | top-1 agreement with PyTorch fp32 |
+|---|---|---|---|
 {rows}
 """

@@ -41,6 +41,7 @@ def test_bundle_holds_everything_a_device_needs(bundle, exported):
     # each file's own input layout, as export recorded it (the runner feeds each accordingly)
     assert {a["file"]: a["layout"] for a in manifest["artifacts"]} == {
         "model.fp32.onnx": "NCHW", "model.int8.onnx": "NCHW", "model.fp32.tflite": "NHWC", "model.int8.tflite": "NHWC"}
+    assert "| model.int8.tflite | NHWC |" in (bundle / "README.md").read_text()  # what someone without the runner reads
     assert np.load(bundle / "sample_images.npy").dtype == np.uint8
     assert "import torch" not in (bundle / "runner.py").read_text()
     assert (bundle.parent / "b.tar.gz").is_file()
