@@ -115,9 +115,13 @@ def train_stage(model: str, config: PipelineConfig, log: StageLog, hooks: Hooks)
     return trained
 
 
-def _export_is_current(folder: Path, checkpoint: Path, config: PipelineConfig) -> bool:
+def _export_options(config: PipelineConfig):
     from edgecnn.export.pipeline import ExportOptions
 
+    return ExportOptions(formats=config.formats, int8=config.int8, calib_samples=config.calib_samples)
+
+
+def _export_is_current(folder: Path, checkpoint: Path, config: PipelineConfig) -> bool:
     try:
         report = json.loads((folder / "export.json").read_text())
     except (OSError, ValueError):
@@ -127,21 +131,21 @@ def _export_is_current(folder: Path, checkpoint: Path, config: PipelineConfig) -
     artifacts = report.get("artifacts", [])
     return ((folder / "export.json").stat().st_mtime >= checkpoint.stat().st_mtime
             and tuple(options.get("formats", ())) == tuple(config.formats) and options.get("int8") == config.int8
-            and ("tflite" not in config.formats or options.get("tflite_layout", "NCHW") == ExportOptions().tflite_layout)
+            and ("tflite" not in config.formats
+                 or options.get("tflite_layout", "NCHW") == _export_options(config).tflite_layout)
             and len(artifacts) == expected and all(a.get("status") == "ok" for a in artifacts)
             and all((folder / a["file"]).is_file() for a in artifacts if a.get("file")))
 
 
 def export_stage(model: str, run, config: PipelineConfig, log: StageLog, hooks: Hooks) -> Path:
-    from edgecnn.export.pipeline import ExportOptions, export_checkpoint
+    from edgecnn.export.pipeline import export_checkpoint
 
     checkpoint = run.checkpoint("best")
     folder = Path(config.artifacts_dir) / run.path.name
     if _export_is_current(folder, checkpoint, config):
         log.add(model, "export", "skipped", f"{folder}/export.json is up to date")
         return folder
-    options = ExportOptions(formats=config.formats, int8=config.int8, calib_samples=config.calib_samples)
-    report = export_checkpoint(checkpoint, folder, options, data_dir=config.data_dir, progress=hooks.export_progress())
+    report = export_checkpoint(checkpoint, folder, _export_options(config), data_dir=config.data_dir, progress=hooks.export_progress())
     failed = [a["name"] for a in report["artifacts"] if a["status"] != "ok"]
     log.add(model, "export", "failed" if failed else "done",
             f"{folder}" + (f" ({', '.join(failed)} failed; the rest goes on)" if failed else ""))

@@ -202,9 +202,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
 
     check_ghost_rewrite(options.ghost_fp32, "ghost_fp32")
     check_ghost_rewrite(options.ghost_int8, "ghost_int8")
-    if options.tflite_layout not in tflite_format.LAYOUTS:
-        raise EdgecnnError(f"tflite_layout must be one of {', '.join(tflite_format.LAYOUTS)}, "
-                           f"not {options.tflite_layout!r}")
+    tflite_format.check_layout(options.tflite_layout, "tflite_layout")
     payload = load_checkpoint(checkpoint)
     model = build_from_checkpoint(payload, model=model_name, source=str(checkpoint)).eval()
     described = payload["data"]

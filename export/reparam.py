@@ -39,6 +39,7 @@ caller). tests/export/test_reparam.py checks every zoo variant's logits against 
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -69,10 +70,21 @@ class FoldedGhost(nn.Module):
         return self.act(torch.cat([cheap, primary], dim=1))
 
 
-def _ghost_parts(module: GhostModule) -> tuple[nn.Conv2d, torch.Tensor, nn.Conv2d] | None:
-    """(primary conv, channel, cheap conv) of a module both rewrites can take, where concat position p of the
-    primary half carries conv output channel[p] (the identity without a shuffle); None if the cheap op is not a
-    bias-free 3x3 depthwise conv at stride 1."""
+class GhostParts(NamedTuple):
+    """What both rewrites read off a GhostModule: its convs, where each primary channel sits in the concat, and
+    its BatchNorm as a per-channel affine (float64) over the concat [cheap half | primary half]."""
+
+    conv: nn.Conv2d  # the primary 1x1 (possibly grouped)
+    channel: torch.Tensor  # concat position p of the primary half carries conv output channel[p]
+    cheap: nn.Conv2d
+    half: int
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+
+def _ghost_parts(module: GhostModule) -> GhostParts | None:
+    """The parts of a module both rewrites can take; None if the cheap op is not a bias-free 3x3 depthwise conv at
+    stride 1. The channel map is the identity without a shuffle."""
     conv = module.primary if isinstance(module.primary, nn.Conv2d) else module.primary[0]
     shuffle = None if isinstance(module.primary, nn.Conv2d) else module.primary[1]
     cheap, half = module.cheap, module.cheap.in_channels
@@ -82,7 +94,7 @@ def _ghost_parts(module: GhostModule) -> tuple[nn.Conv2d, torch.Tensor, nn.Conv2
     if shuffle is not None:
         assert isinstance(shuffle, ChannelShuffle)
         channel = shuffle(torch.arange(half, dtype=torch.float64).view(1, half, 1, 1)).flatten().long()
-    return conv, channel, cheap
+    return GhostParts(conv, channel, cheap, half, *bn_affine(module.bn))
 
 
 @torch.no_grad()
@@ -91,9 +103,7 @@ def fold_ghost(module: GhostModule, hw: tuple[int, int]) -> FoldedGhost | None:
     parts = _ghost_parts(module)
     if parts is None:
         return None
-    conv, channel, cheap = parts
-    half = cheap.in_channels
-    a, b = bn_affine(module.bn)
+    conv, channel, cheap, half, a, b = parts
     a_c, b_c, a_p, b_p = a[:half], b[:half], a[half:], b[half:]
     if a_p.abs().min() < MIN_PRIMARY_SCALE * a_p.abs().max():
         return None
@@ -140,9 +150,7 @@ def ghost_as_depthwise(module: GhostModule) -> DepthwiseGhost | None:
     parts = _ghost_parts(module)
     if parts is None:
         return None
-    conv, channel, cheap = parts
-    half = cheap.in_channels
-    a, b = bn_affine(module.bn)
+    conv, channel, cheap, half, a, b = parts
     # the conv's weights as a dense (half, in, kh, kw) tensor: zeros where a group does not read an input channel
     per_in, per_out = conv.in_channels // conv.groups, half // conv.groups
     dense = torch.zeros(half, conv.in_channels, *conv.kernel_size, dtype=conv.weight.dtype)

@@ -43,15 +43,16 @@ class Backend(ABC):
     def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
         if layout not in (None, *LAYOUTS):
             raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
-        self.path, self.threads, self.layout, self.requested_layout = path, threads, layout or "NCHW", layout
+        self.path, self.threads, self.stated_layout = path, threads, layout
+        self.layout = "NCHW"  # set from the file by each backend (_own_layout)
 
     def _own_layout(self, shape: list) -> str:
         """The layout the file's input shape shows, checked against the one the caller stated. edgecnn exports
         square images, so [N, S, S, C] with C != S is channel-last; anything else (also [N, S, S, S]) is NCHW."""
         dims = [d if isinstance(d, int) else 0 for d in shape]  # symbolic dimensions (ONNX's batch) count as 0
         own = "NHWC" if len(dims) == 4 and dims[1] == dims[2] > 0 and dims[3] != dims[2] else "NCHW"
-        if self.layout != own and self.requested_layout is not None:
-            raise ValueError(f"{self.path} takes {own} input {list(shape)}, not {self.requested_layout}")
+        if self.stated_layout not in (None, own):
+            raise ValueError(f"{self.path} takes {own} input {list(shape)}, not {self.stated_layout}")
         return own
 
     def predict(self, x: np.ndarray) -> np.ndarray:

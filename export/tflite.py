@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_bytes
 
 CALIBRATION_BATCH = 100
@@ -46,9 +47,13 @@ class ChannelsLastInput(torch.nn.Module):
         return self.model(x.permute(0, 3, 1, 2))
 
 
+def check_layout(value: str, label: str = "the TFLite input layout") -> None:
+    if value not in LAYOUTS:
+        raise EdgecnnError(f"{label} must be {' or '.join(LAYOUTS)}, not {value!r}")
+
+
 def _for_layout(model: torch.nn.Module, layout: str) -> torch.nn.Module:
-    if layout not in LAYOUTS:
-        raise ValueError(f"TFLite input layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    check_layout(layout)
     return ChannelsLastInput(model).eval() if layout == "NHWC" else model.eval()
 
 

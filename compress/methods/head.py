@@ -28,6 +28,7 @@ from edgecnn.data import Dataset, Split, normalize
 from edgecnn.errors import EdgecnnError
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
+FIT_DEFAULTS = {"weight_decay": 1e-4, "iterations": 100, "train_images": 10_000, "seed": 0}
 NOT_A_PAPER_HEAD = ("this model's head has no activation on its logits (conv 1x1 [BN] ReLU/ReLU6, then the average "
                     "pool); --head clean is for the paper's conv-only heads")
 
@@ -154,7 +155,7 @@ def clean_head_run(parent, *, runs_dir: str | None = None, name: str | None = No
 
     model = copy.deepcopy(parent.model).eval()
     logit_activation(model)  # refuse a model without the quirk before creating a run directory
-    settings = {"weight_decay": 1e-4, "iterations": 100, "train_images": 10_000, "seed": 0} | fit
+    settings = FIT_DEFAULTS | fit
     run = DerivedRun(parent, "clean-head", settings, runs_dir, name)
     fitted = fit_clean_head(model, parent.data, tick=tick, **settings)
     run.write_json("head.json", fitted)

@@ -33,6 +33,11 @@ class RichProgress:
         err.print(message, markup=False, highlight=False)
 
 
+def _run_name(checkpoint: Path) -> str:
+    """The run folder's name of a checkpoint inside a run, else the checkpoint file's stem."""
+    return checkpoint.parent.name if checkpoint.parent.joinpath("config.json").is_file() else checkpoint.stem
+
+
 def clean_head_checkpoint(path: Path, runs_dir: str | None, data_dir: str | None) -> Path:
     """The checkpoint of `path`'s clean-head run (<run>-head-clean beside it), fitted now unless it already exists."""
     from edgecnn.compress.methods import load_parent
@@ -43,7 +48,7 @@ def clean_head_checkpoint(path: Path, runs_dir: str | None, data_dir: str | None
 
     if load_checkpoint(path).get("head") == "clean":
         return path
-    name = f"{path.parent.name if path.parent.joinpath('config.json').is_file() else path.stem}-head-clean"
+    name = f"{_run_name(path)}-head-clean"
     existing = runs_root(runs_dir) / name
     if (existing / "result.json").is_file():
         lineage = json.loads((existing / "config.json").read_text()).get("lineage", {})
@@ -55,7 +60,7 @@ def clean_head_checkpoint(path: Path, runs_dir: str | None, data_dir: str | None
     if existing.exists():
         raise EdgecnnError(f"{existing} exists but has no result.json (an interrupted clean-head fit?); remove it "
                            "and run again")
-    result_run, result = clean_head_with_progress(load_parent(path, data_dir), 1e-4, 100, runs_dir, name)
+    result_run, result = clean_head_with_progress(load_parent(path, data_dir), runs_dir, name)
     err.print(f"clean head fitted: {result_run.path} (test {result['parent_test_acc']:.2%} -> {result['test_acc']:.2%})",
               markup=False, highlight=False)
     return result_run.path / "best.pt"
@@ -116,6 +121,7 @@ def export(
     from edgecnn.export.onnx import CALIBRATION_METHODS, INT8_SCHEMES
     from edgecnn.export.pipeline import ExportOptions, export_checkpoint, parse_formats
     from edgecnn.export.reparam import check_ghost_rewrite
+    from edgecnn.export.tflite import check_layout
     from edgecnn.runs import resolve_checkpoint
 
     if calib_method not in CALIBRATION_METHODS:
@@ -125,8 +131,7 @@ def export(
         raise EdgecnnError(f"--onnx-scheme must be one of {', '.join(INT8_SCHEMES)}")
     check_ghost_rewrite(ghost_fp32, "--ghost-fp32")  # before a checkpoint is read: a typo fails at once
     check_ghost_rewrite(ghost_int8, "--ghost-int8")
-    if tflite_layout not in ("NHWC", "NCHW"):
-        raise EdgecnnError("--tflite-layout must be NHWC or NCHW")
+    check_layout(tflite_layout, "--tflite-layout")
     if split not in ("test", "val"):
         raise EdgecnnError("--split must be test or val (the training split calibrates int8)")
     if not (model or checkpoint or run):
@@ -138,8 +143,7 @@ def export(
         path = clean_head_checkpoint(path, runs_dir, data_dir)
         model = None  # the derived run names its model itself
     if out_dir is None:
-        name = path.parent.name if path.parent.joinpath("config.json").is_file() else path.stem
-        out_dir = str(Path("artifacts") / name)
+        out_dir = str(Path("artifacts") / _run_name(path))
     options = ExportOptions(formats=parse_formats(formats), int8=int8, calib_samples=calib_samples,
                             calib_method=calib_method, onnx_scheme=onnx_scheme, split=split, threads=threads,
                             ghost_fp32=ghost_fp32, ghost_int8=ghost_int8, tflite_layout=tflite_layout)
