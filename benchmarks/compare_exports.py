@@ -1,9 +1,10 @@
-"""Before/after latency of two export folders of the same model (e.g. `--no-fold-ghost-bn` against the default),
-file by file, batch 1, 1 and 2 threads, with the accuracy each export measured on the full test split.
+"""Before/after latency of two export folders of the same model (e.g. `--tflite-layout NCHW` against the default),
+file by file (the files both folders have), batch 1, 1 and 2 threads, with the accuracy each export measured on
+the full test split.
 
 Each cell is the median p50 over --processes fresh runner processes (bench/host.py); nothing else should run.
 
-    python benchmarks/compare_exports.py artifacts/exp13-fmnist-3ep artifacts/exp13-fmnist-3ep-folded
+    python benchmarks/compare_exports.py artifacts/exp13-fmnist-3ep artifacts/exp13-fmnist-3ep-nhwc
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main() -> None:
         accuracy[folder]["pytorch"] = report["artifacts"][0]["accuracy"]
     print("| file | threads | before p50 ms | after p50 ms | speed-up | before acc | after acc |")
     print("|---|---|---|---|---|---|---|")
-    for file in FILES:
+    for file in [f for f in FILES if (args.before / f).is_file() and (args.after / f).is_file()]:
         for threads in args.threads:
             before, after = (time_file(folder / file, threads, processes=args.processes, runs=args.runs)["p50_ms"]
                              for folder in (args.before, args.after))
