@@ -3,10 +3,11 @@
 plain    torchvision FashionMNIST + per-image PIL transforms (pad, random crop 4 px, flip, ToTensor, Normalize),
          DataLoader(batch 128, shuffle, num_workers=0), eager model, SGD with momentum: what a short tutorial does.
 edgecnn  `edgecnn.compress.train.train()` itself (recipe "fast": batch 64, uint8 images in memory, batch-level
-         crop/flip, denormals flushed), stopped after a number of steps.
+         crop/flip, denormals flushed), stopped after a number of steps; under tcmalloc, as `edgecnn train` runs
+         (edgecnn/malloc.py), and once more under glibc ("edgecnn glibc") to show what the allocator adds.
 
-Each measurement skips warm-up steps, then times steps for about --seconds; the two loops alternate for --repeats
-rounds and the median is printed, because shared machines drift. Usage:
+Each measurement runs in a fresh process, skips warm-up steps, then times steps for about --seconds; the columns
+alternate for --repeats rounds and the median is printed, because shared machines drift. Usage:
 
     python benchmarks/train_throughput.py                       # exp13 exp11 exp6 vgg19-exp8 resnet101-exp1
     python benchmarks/train_throughput.py --models exp13 --repeats 3 --seconds 30
@@ -20,10 +21,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
 import torch
+
+from edgecnn.malloc import preload_env
 
 WARMUP_STEPS = 3
 
@@ -86,31 +91,54 @@ def edgecnn_loop(model_name: str, seconds: float, runs_dir: str, compile: bool =
     return marks["steps"] * config.recipe_values().batch_size / (marks["end"] - marks["start"])
 
 
+# What each column runs: (loop, torch.compile, allocator). "tcmalloc" is what `edgecnn train` runs under when the
+# library is installed (edgecnn/malloc.py); the plain loop keeps the system allocator, as a tutorial script does.
+COLUMNS = {"plain": ("plain", False, "system"), "edgecnn glibc": ("edgecnn", False, "system"),
+           "edgecnn": ("edgecnn", False, "tcmalloc"), "compiled": ("edgecnn", True, "tcmalloc")}
+
+
+def measure(column: str, model_name: str, seconds: float) -> float:
+    """One measurement in a fresh process (allocators are chosen at process start; fresh processes also keep one
+    column's compiled graphs or heap from colouring the next)."""
+    loop, compiled, allocator = COLUMNS[column]
+    env = preload_env() if allocator == "tcmalloc" else None
+    if allocator == "tcmalloc" and env is None:
+        raise SystemExit("tcmalloc is not installed (Debian: libtcmalloc-minimal4); `edgecnn train` would run "
+                         "under glibc here, so its column would not be what the CLI does")
+    cmd = [sys.executable, __file__, "--measure", loop, "--models", model_name, "--seconds", str(seconds)]
+    done = subprocess.run(cmd + (["--compile"] if compiled else []), env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{column} {model_name} failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["exp13", "exp11", "exp6", "vgg19-exp8", "resnet101-exp1"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per measurement")
     parser.add_argument("--compile", action="store_true", help="also time edgecnn's loop with torch.compile")
+    parser.add_argument("--measure", choices=["plain", "edgecnn"], help=argparse.SUPPRESS)  # one child measurement
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, Fashion-MNIST 1x32x32")
-    extra = f"{'compiled img/s':>16}{'speed-up':>10}" if args.compile else ""
-    print(f"{'model':<18}{'plain img/s':>14}{'edgecnn img/s':>16}{'speed-up':>10}{extra}   (median of {args.repeats})")
-    with tempfile.TemporaryDirectory() as runs_dir:
-        for name in args.models:
-            plain, ours, compiled = [], [], []
-            for _ in range(args.repeats):
-                plain.append(plain_loop(name, args.seconds))
-                ours.append(edgecnn_loop(name, args.seconds, runs_dir))
-                if args.compile:
-                    compiled.append(edgecnn_loop(name, args.seconds, runs_dir, compile=True))
-            p, o = statistics.median(plain), statistics.median(ours)
-            line = f"{name:<18}{p:>14.1f}{o:>16.1f}{o / p:>9.2f}x"
-            if compiled:
-                c = statistics.median(compiled)
-                line += f"{c:>16.1f}{c / p:>9.2f}x"
-            print(f"{line}   plain {[round(v, 1) for v in plain]}  edgecnn {[round(v, 1) for v in ours]}"
-                  + (f"  compiled {[round(v, 1) for v in compiled]}" if compiled else ""), flush=True)
+    if args.measure:
+        with tempfile.TemporaryDirectory() as runs_dir:
+            value = (plain_loop(args.models[0], args.seconds) if args.measure == "plain"
+                     else edgecnn_loop(args.models[0], args.seconds, runs_dir, compile=args.compile))
+        print(f"{value:.3f}")
+        return
+    columns = [c for c in COLUMNS if args.compile or c != "compiled"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, Fashion-MNIST 1x32x32, "
+          f"median of {args.repeats} interleaved rounds, images/s (speed-up over plain)")
+    print(f"{'model':<16}" + "".join(f"{c:>22}" for c in columns))
+    for name in args.models:
+        values: dict[str, list[float]] = {c: [] for c in columns}
+        for _ in range(args.repeats):
+            for column in columns:
+                values[column].append(measure(column, name, args.seconds))
+        plain = statistics.median(values["plain"])
+        cells = [f"{statistics.median(v):>12.1f} ({statistics.median(v) / plain:.2f}x)" for v in values.values()]
+        print(f"{name:<16}" + "".join(f"{c:>22}" for c in cells)
+              + "   rounds: " + "  ".join(f"{c} {[round(x, 1) for x in v]}" for c, v in values.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from edgecnn.compress.zoo import count_mflops, count_params, get_model, resolve
 from edgecnn.data import Dataset, Split, load_dataset, normalize
 from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_text
+from edgecnn.malloc import loaded_allocator
 from edgecnn.runs import Run, load_checkpoint, runs_root, save_checkpoint
 
 from .augment import EpochAugment, mix
@@ -211,6 +212,9 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
             torch.set_num_threads(config.threads)
     if config.deterministic and device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+        # Deterministic mode also fills every new tensor with NaN, a debugging aid that changes no correct result
+        # but cost exp13's CPU step ~20 % (benchmarks/train_throughput.py); the resume test still checks equality.
+        torch.utils.deterministic.fill_uninitialized_memory = False
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not config.deterministic
     channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
@@ -254,7 +258,8 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
         run_config = {"model": config.model, "dataset": data.info.name, "recipe": recipe.name,
                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "world_size": ddp.world,
                       "device": device.type, "params": params, "mflops": mflops, "edgecnn": edgecnn.__version__,
-                      "torch": torch.__version__, "data": data.describe(), "train": asdict(config)}
+                      "torch": torch.__version__, "allocator": loaded_allocator(), "data": data.describe(),
+                      "train": asdict(config)}
         if not (run_dir / "config.json").is_file():
             atomic_write_text(run_dir / "config.json", json.dumps(run_config, indent=2))
     has_dead = any(isinstance(m, Discarded) for m in model.modules())

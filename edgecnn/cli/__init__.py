@@ -9,6 +9,7 @@ import typer
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
+from edgecnn.malloc import reexec_for_training
 
 from . import bench, bundle, compress, data, devices, evaluate, export, models, pipeline, report, reproduce, runs, train
 
@@ -48,6 +49,7 @@ def main() -> None:
 
     Set EDGECNN_DEBUG=1 to see the traceback instead.
     """
+    reexec_for_training(sys.argv)  # training commands run under tcmalloc when installed (edgecnn/malloc.py)
     try:
         app()
     except EdgecnnError as error:

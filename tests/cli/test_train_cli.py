@@ -32,6 +32,7 @@ def test_train_eval_runs_end_to_end(workspace):
     report = json.loads(evaluated.stdout)
     result = json.loads((runs / "tiny" / "result.json").read_text())
     assert report["images"] == 100 and report["accuracy"] == pytest.approx(result["test_acc"])
+    assert json.loads((runs / "tiny" / "config.json").read_text())["allocator"] == "tcmalloc"  # edgecnn/malloc.py
     listed = json.loads(edgecnn("runs", "--runs-dir", runs, "--json").stdout)
     assert [(r["run"], r["status"], r["epochs_done"]) for r in listed] == [("tiny", "finished", 2)]
     val = edgecnn("eval", "--run", runs / "tiny", "--split", "val", "--data-dir", workspace / "data")
