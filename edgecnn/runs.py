@@ -65,6 +65,10 @@ def build_from_checkpoint(payload: dict, *, model: str | None = None, num_classe
             raise EdgecnnError(f"{source} was trained with {name}={payload[name]}, not {wanted}")
     net = get_model(payload["model"], payload["num_classes"], payload["in_chans"])
     try:
+        if payload.get("removed_blocks"):  # depth-pruned (compress/methods/depth.py): take the blocks out first
+            from edgecnn.compress.methods.depth import remove_blocks
+
+            remove_blocks(net, payload["removed_blocks"])
         if "structure" in payload:  # structurally pruned: give each layer its saved shape first
             apply_structure(net, payload["structure"], payload["state_dict"])
         net.load_state_dict(payload["state_dict"])

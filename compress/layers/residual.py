@@ -24,6 +24,19 @@ class Residual(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
+class RemovedBlock(nn.Module):
+    """Where depth pruning (compress/methods/depth.py) took out a residual block with an identity shortcut:
+    act(x), i.e. the block with its body gone. The block's own activation module is kept (Identity in ghost
+    bottlenecks), so the remaining graph computes exactly act(0 + x)."""
+
+    def __init__(self, act: nn.Module):
+        super().__init__()
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x)
+
+
 class Discarded(nn.Module):
     """Modules the paper's code built (and sometimes ran) but whose result it threw away.
 

@@ -4,6 +4,7 @@ settings. ``--model/--dataset`` lookups keep finding the newest *trained* run; a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,9 +15,10 @@ from torch import nn
 import edgecnn
 from edgecnn.compress.train.loop import evaluate
 from edgecnn.compress.zoo import count_mflops, count_params
-from edgecnn.data import Dataset, load_dataset
+from edgecnn.data import Dataset, Split, load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_text
+from edgecnn.compress.methods.depth import removed_blocks
 from edgecnn.runs import build_from_checkpoint, load_checkpoint, runs_root, save_checkpoint, structure_of
 
 
@@ -44,6 +46,26 @@ def load_parent(checkpoint: str | Path, data_dir: str | None = None) -> Parent:
     model = build_from_checkpoint(payload, source=str(checkpoint)).eval()
     data = load_dataset(payload["data"]["dataset"], data_dir, in_chans=payload["in_chans"])
     return Parent(checkpoint, payload, model, data)
+
+
+def step_row(model: nn.Module, parent: Parent, step: int, records: list[dict]) -> dict:
+    """One row of a pruning table: size, FLOPs and test accuracy after `step`, with that step's fine-tune records."""
+    data = parent.data
+    _, correct, count = evaluate(model, data.test, data.mean, data.std)
+    return {"step": step, "params": count_params(model), "mflops": count_mflops(model, parent.payload["in_chans"]),
+            "test_acc": correct / count, "val_acc": max((r["val_acc"] for r in records), default=None),
+            "epochs": len(records), "seconds": sum(r["seconds"] for r in records)}
+
+
+def val_subset_score(data: Dataset, images: int) -> Callable[[nn.Module], float]:
+    """Accuracy on the first `images` validation images: the score of the sensitivity scans."""
+    subset = Split(data.val.images[:images], data.val.labels[:images])
+
+    def score(net: nn.Module) -> float:
+        _, correct, count = evaluate(net, subset, data.mean, data.std)
+        return correct / count
+
+    return score
 
 
 class DerivedRun:
@@ -75,7 +97,8 @@ class DerivedRun:
         meta = {k: self.parent.payload[k] for k in keys if k in self.parent.payload} | {"model": self.model_name}
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return save_checkpoint(self.path / filename, {**meta, "edgecnn": edgecnn.__version__, "state_dict": state,
-                                                      "structure": structure_of(model), "lineage": self.lineage,
+                                                      "structure": structure_of(model), "removed_blocks": removed_blocks(model),
+                                                      "lineage": self.lineage,
                                                       **extra})
 
     def write_json(self, filename: str, value) -> None:

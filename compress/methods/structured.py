@@ -133,16 +133,12 @@ def iterative_structured(parent, *, ratio: float, steps: int = 1, importance: st
     import copy
     from dataclasses import asdict
 
-    from edgecnn.compress.train.loop import evaluate
-    from edgecnn.compress.zoo import count_mflops, count_params
-    from edgecnn.data import Split
-
     from .finetune import FinetuneConfig, finetune
-    from .lineage import DerivedRun
+    from .lineage import DerivedRun, step_row, val_subset_score
 
     config = finetune_config or FinetuneConfig()
     config.check()
-    model, data, in_chans = parent.model, parent.data, parent.payload["in_chans"]
+    model, data = parent.model, parent.data
     example = data.train.images[:2].float()
     pruner = make_pruner(model, example, ratio, importance=importance, global_pruning=global_pruning, steps=steps)
     if not prunable_roots(model, example):
@@ -152,13 +148,7 @@ def iterative_structured(parent, *, ratio: float, steps: int = 1, importance: st
                 "scan_ratio": scan_ratio, "finetune": asdict(config)}
     scan = None
     if scan_ratio:
-        subset = Split(data.val.images[:scan_images], data.val.labels[:scan_images])
-
-        def score(net):
-            _, correct, count = evaluate(net, subset, data.mean, data.std)
-            return correct / count
-
-        scan = sensitivity_scan(model, example, scan_ratio, score)
+        scan = sensitivity_scan(model, example, scan_ratio, val_subset_score(data, scan_images))
         third = max(1, len(scan) // 3)
         layer_ratios = {model.get_submodule(r["layer"]): ratio * 1.5 if i < third else
                         ratio / 2 if i >= len(scan) - third else ratio for i, r in enumerate(scan)}
@@ -169,10 +159,7 @@ def iterative_structured(parent, *, ratio: float, steps: int = 1, importance: st
         run.write_json("sensitivity.json", scan)
 
     def row(step, records):
-        _, correct, count = evaluate(model, data.test, data.mean, data.std)
-        return {"step": step, "params": count_params(model), "mflops": count_mflops(model, in_chans),
-                "test_acc": correct / count, "val_acc": max((r["val_acc"] for r in records), default=None),
-                "epochs": len(records), "seconds": sum(r["seconds"] for r in records)}
+        return step_row(model, parent, step, records)
 
     rows = [row(0, [])]
     if on_step:

@@ -105,6 +105,35 @@ def structured_cmd(
     out.print(structured_table(rows, f"{parent.payload['model']}: structured pruning ({result.path})"))
 
 
+@app.command("depth")
+def depth_cmd(
+    model: ModelOpt = None, dataset: DatasetOpt = None, run: RunOpt = None, checkpoint: CheckpointOpt = None,
+    blocks: Annotated[int, typer.Option(min=1, help="Residual blocks (identity shortcut) to remove.")] = 8,
+    scan_images: Annotated[int, typer.Option(min=100, help="Validation images scoring each block's removal.")] = 2000,
+    max_epochs: EpochsOpt = 3, lr: LrOpt = 0.01, patience: PatienceOpt = 0, images_per_epoch: ImagesOpt = None,
+    schedule: Annotated[str, typer.Option(help="plateau or cosine.")] = "cosine",
+    batch_size: BatchOpt = 128, seed: int = 0, threads: ThreadsOpt = None, data_dir: DataDirOpt = None,
+    runs_dir: RunsDirOpt = None, name: NameOpt = None,
+) -> None:
+    """Depth pruning: remove the BLOCKS residual blocks whose removal costs the least validation accuracy, then
+    fine-tune. Fewer operators, which is what batch-1 CPU latency pays for; combine with 'structured' for width."""
+    from edgecnn.compress.methods import FinetuneConfig
+    from edgecnn.compress.methods.depth import depth_prune
+
+    from .progress import reporter
+
+    _threads(threads)
+    parent = _parent(checkpoint, run, model, dataset, runs_dir, data_dir)
+    config = FinetuneConfig(epochs=max_epochs, lr=lr, patience=patience, images_per_epoch=images_per_epoch,
+                            batch_size=batch_size, seed=seed, schedule=schedule)
+    config.check()
+    result, rows = depth_prune(parent, blocks=blocks, scan_images=scan_images, finetune_config=config,
+                               runs_dir=runs_dir, name=name, reporter=reporter(), on_step=_print_structured)
+    removed = result.lineage["settings"]["removed"]
+    out.print(structured_table(rows, f"{parent.payload['model']}: {len(removed)} blocks removed ({result.path})"))
+    out.print(f"removed: {', '.join(removed)}", highlight=False)
+
+
 def _print_structured(row: dict) -> None:
     from .console import err
 

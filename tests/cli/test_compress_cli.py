@@ -141,3 +141,46 @@ def test_user_mistakes_are_one_line_errors(args, message, parent, trained_run, t
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("edgecnn: error: ") and fill(message) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def residual_parent(shared):
+    """exp13 (ghost bottlenecks, 33 residual blocks) trained for one short epoch: depth pruning needs residuals."""
+    def build(root: Path) -> None:
+        write_synthetic_cifar(root / "data", 10, train_size=200, test_size=60, seed=4)
+        train(TrainConfig(model="exp13", dataset="cifar10", recipe="fast", data_dir=str(root / "data"),
+                          runs_dir=str(root / "runs"), name="parent", epochs=1, batch_size=32, threads=1))
+
+    root = shared("compress-residual-parent", build)
+    return Run(root / "runs" / "parent"), str(root / "data")
+
+
+def test_depth_pruning_removes_blocks_and_the_run_exports(residual_parent, tmp_path):
+    parent_run, data_dir = residual_parent
+    result = edgecnn("compress", "depth", "--run", parent_run.path, "--data-dir", data_dir, "--blocks", 6,
+                     "--scan-images", 100, "--max-epochs", 1, *BUDGET, "--runs-dir", tmp_path, "--name", "shallow")
+    assert result.returncode == 0, result.stderr
+    assert "6 blocks removed" in result.stdout
+    folder = tmp_path / "shallow"
+    config = _lineage(folder, "depth", parent_run)
+    removed = config["lineage"]["settings"]["removed"]
+    assert len(removed) == 6 and len(json.loads((folder / "sensitivity.json").read_text())) == 28  # every exp13 block with an identity shortcut
+    assert torch.load(folder / "best.pt", weights_only=True)["removed_blocks"] == removed
+    rows = json.loads((folder / "depth.json").read_text())
+    assert rows[0]["params"] == parent_run.config["params"] > rows[1]["params"]
+    report = _export(folder, data_dir, tmp_path / "out", "--formats", "onnx")
+    accuracy = {a["name"]: a["accuracy"] for a in report["artifacts"]}
+    assert accuracy["onnx-fp32"] == accuracy["pytorch-fp32"] == pytest.approx(
+        json.loads((folder / "result.json").read_text())["test_acc"])
+
+
+def test_depth_pruning_errors_are_one_line(trained_run, residual_parent, tmp_path):
+    vgg_run, vgg_data = trained_run
+    refused = edgecnn("compress", "depth", "--run", vgg_run.path, "--data-dir", vgg_data, "--runs-dir", tmp_path)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "edgecnn: error: vgg19-exp8 has no residual block with an identity shortcut to remove"]
+    parent_run, data_dir = residual_parent
+    too_many = edgecnn("compress", "depth", "--run", parent_run.path, "--data-dir", data_dir, "--blocks", 28,
+                       "--runs-dir", tmp_path)
+    assert too_many.returncode == 2 and too_many.stderr.strip().splitlines() == [
+        "edgecnn: error: --blocks must be between 1 and 27: resnet101-exp13 has 28 removable blocks"]
