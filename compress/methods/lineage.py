@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 import edgecnn
+from edgecnn.compress.methods.depth import removed_blocks
 from edgecnn.compress.train.loop import evaluate
 from edgecnn.compress.zoo import count_mflops, count_params
 from edgecnn.data import Dataset, Split, load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_text
-from edgecnn.compress.methods.depth import removed_blocks
 from edgecnn.runs import build_from_checkpoint, load_checkpoint, runs_root, save_checkpoint, structure_of
 
 
@@ -92,14 +92,14 @@ class DerivedRun:
         atomic_write_text(self.path / "config.json", json.dumps(config, indent=2))
 
     def save(self, model: nn.Module, filename: str = "best.pt", **extra) -> Path:
-        """A checkpoint export and bench load like a trained one; `structure` rebuilds pruned layer shapes."""
+        """A checkpoint export and bench load like a trained one; `structure` rebuilds pruned layer shapes and
+        `removed_blocks` the blocks depth pruning took out."""
         keys = ("num_classes", "in_chans", "data", "head") if self.same_model else ("num_classes", "in_chans", "data")
         meta = {k: self.parent.payload[k] for k in keys if k in self.parent.payload} | {"model": self.model_name}
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        shape = {"structure": structure_of(model), "removed_blocks": removed_blocks(model)}
         return save_checkpoint(self.path / filename, {**meta, "edgecnn": edgecnn.__version__, "state_dict": state,
-                                                      "structure": structure_of(model), "removed_blocks": removed_blocks(model),
-                                                      "lineage": self.lineage,
-                                                      **extra})
+                                                      **shape, "lineage": self.lineage, **extra})
 
     def write_json(self, filename: str, value) -> None:
         atomic_write_text(self.path / filename, json.dumps(value, indent=2))
