@@ -40,6 +40,15 @@ def removed_blocks(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, RemovedBlock)]
 
 
+def _replace(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    """Put `new` where the submodule `name` was; returns the module it replaced."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, child)
+    setattr(parent, child, new)
+    return old
+
+
 def remove_blocks(model: nn.Module, names: list[str]) -> nn.Module:
     """Replace the named blocks by what is left of them (in place); returns the model."""
     for name in names:
@@ -47,8 +56,7 @@ def remove_blocks(model: nn.Module, names: list[str]) -> nn.Module:
         if left is None:
             raise EdgecnnError(f"block {name!r} cannot be removed (it is not a residual block with an identity "
                                "shortcut)")
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, RemovedBlock(left))
+        _replace(model, name, RemovedBlock(left))
     return model
 
 
@@ -57,14 +65,11 @@ def block_sensitivity(model: nn.Module, score: Callable[[nn.Module], float]) -> 
     baseline = score(model)
     rows = []
     for name in removable_blocks(model):
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        block = getattr(parent, child)
-        setattr(parent, child, RemovedBlock(_activation_left(block)))
+        block = _replace(model, name, RemovedBlock(_activation_left(model.get_submodule(name))))
         try:
             rows.append({"block": name, "drop": baseline - score(model)})
         finally:
-            setattr(parent, child, block)
+            _replace(model, name, block)
     return sorted(rows, key=lambda r: r["drop"])
 
 

@@ -32,6 +32,15 @@ def _parent(checkpoint, run, model, dataset, runs_dir, data_dir):
                                           root=runs_dir), data_dir)
 
 
+def _finetune_config(**values):
+    """A command's fine-tune settings, checked before any work starts (a bad value is a one-line error)."""
+    from edgecnn.compress.methods import FinetuneConfig
+
+    config = FinetuneConfig(**values)
+    config.check()
+    return config
+
+
 def _threads(threads: int | None) -> None:
     import torch
 
@@ -55,16 +64,14 @@ def prune_cmd(
 ) -> None:
     """The paper's pruning: global L1 unstructured on every Conv2d, AMOUNT of the rest per step, fine-tune after
     each step (defaults: the paper's SGD lr 1e-4, early stopping, at most 50 epochs). Prints the paper-style table."""
-    from edgecnn.compress.methods import FinetuneConfig
     from edgecnn.compress.methods.unstructured import iterative_prune
 
     from .progress import reporter
 
     _threads(threads)
     parent = _parent(checkpoint, run, model, dataset, runs_dir, data_dir)
-    config = FinetuneConfig(epochs=max_epochs, lr=lr, patience=patience, images_per_epoch=images_per_epoch,
-                            batch_size=batch_size, seed=seed)
-    config.check()
+    config = _finetune_config(epochs=max_epochs, lr=lr, patience=patience, images_per_epoch=images_per_epoch,
+                              batch_size=batch_size, seed=seed)
     result, rows = iterative_prune(parent, steps=steps, amount=amount, finetune_config=config, runs_dir=runs_dir,
                                    name=name, reporter=reporter(), on_step=_print_step)
     out.print(pruning_table(rows, f"{parent.payload['model']}: global L1 unstructured pruning ({result.path})"))
@@ -89,16 +96,14 @@ def structured_cmd(
     """Filter/channel pruning with Torch-Pruning: a smaller dense model (fewer params and FLOPs, faster on every
     runtime), fine-tuned after each step (default: SGD lr 0.01 cosine; pruning whole channels loses more than
     masking weights, so it needs a larger step than the paper's 1e-4)."""
-    from edgecnn.compress.methods import FinetuneConfig
     from edgecnn.compress.methods.structured import iterative_structured
 
     from .progress import reporter
 
     _threads(threads)
     parent = _parent(checkpoint, run, model, dataset, runs_dir, data_dir)
-    config = FinetuneConfig(epochs=max_epochs, lr=lr, patience=patience, images_per_epoch=images_per_epoch,
-                            batch_size=batch_size, seed=seed, schedule=schedule)
-    config.check()
+    config = _finetune_config(epochs=max_epochs, lr=lr, patience=patience, images_per_epoch=images_per_epoch,
+                              batch_size=batch_size, seed=seed, schedule=schedule)
     result, rows = iterative_structured(parent, ratio=ratio, steps=steps, importance=importance,
                                         global_pruning=global_pruning, scan_ratio=scan, finetune_config=config,
                                         runs_dir=runs_dir, name=name, reporter=reporter(), on_step=_print_structured)
@@ -117,16 +122,14 @@ def depth_cmd(
 ) -> None:
     """Depth pruning: remove the BLOCKS residual blocks whose removal costs the least validation accuracy, then
     fine-tune. Fewer operators, which is what batch-1 CPU latency pays for; combine with 'structured' for width."""
-    from edgecnn.compress.methods import FinetuneConfig
     from edgecnn.compress.methods.depth import depth_prune
 
     from .progress import reporter
 
     _threads(threads)
     parent = _parent(checkpoint, run, model, dataset, runs_dir, data_dir)
-    config = FinetuneConfig(epochs=max_epochs, lr=lr, patience=patience, images_per_epoch=images_per_epoch,
-                            batch_size=batch_size, seed=seed, schedule=schedule)
-    config.check()
+    config = _finetune_config(epochs=max_epochs, lr=lr, patience=patience, images_per_epoch=images_per_epoch,
+                              batch_size=batch_size, seed=seed, schedule=schedule)
     result, rows = depth_prune(parent, blocks=blocks, scan_images=scan_images, finetune_config=config,
                                runs_dir=runs_dir, name=name, reporter=reporter(), on_step=_print_structured)
     removed = result.lineage["settings"]["removed"]
