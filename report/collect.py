@@ -1,6 +1,7 @@
 """Gather the report's rows from the files the earlier stages wrote.
 
-- runs/<name>/config.json + result.json (+ pruning.json / structured.json): the accuracy table, pruning curves;
+- runs/<name>/config.json + result.json (+ pruning.json / structured.json / depth.json): the accuracy table, pruning
+  curves;
 - artifacts/<name>/export.json + bundle/manifest.json: which bundle came from which run, file sizes, and each
   file's accuracy on the whole test split (measured at export through the file's own runtime);
 - the results store (SQLite): latency and memory per device, file and thread count.
@@ -107,6 +108,10 @@ def _bundle_index(artifacts_dir: Path) -> dict[str, dict]:
     return index
 
 
+#: pruning kind -> the per-step log its `edgecnn compress` command writes into the derived run
+PRUNING_LOGS = {"unstructured": "pruning.json", "structured": "structured.json", "depth": "depth.json"}
+
+
 def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artifacts", store=None,
             dataset: str | None = None, models: list[str] | None = None, max_drop: float = 1.0) -> ReportData:
     """Everything the report shows. `models` are canonical zoo names (None: all)."""
@@ -123,7 +128,7 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
         if not wanted(row["model"], row["dataset"]):
             continue
         report.accuracy.append(row)
-        for kind, filename in (("unstructured", "pruning.json"), ("structured", "structured.json")):
+        for kind, filename in PRUNING_LOGS.items():
             steps = _json(path / filename)
             if isinstance(steps, list) and len(steps) > 1:
                 report.pruning.append({"run": path.name, "kind": kind, "rows": steps})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from .collect import ReportData, accuracy_of, pareto_front
+from .collect import PRUNING_LOGS, ReportData, accuracy_of, pareto_front
 
 
 def _png(figure) -> bytes:
@@ -96,11 +96,11 @@ def accuracy_vs_params(data: ReportData) -> bytes | None:
 
 def pruning_curves(data: ReportData) -> bytes | None:
     """Test accuracy per pruning step: against sparsity for the paper's unstructured pruning, against MFLOPs kept
-    for structured pruning (what actually shrinks)."""
+    for structured (channel) and depth (block) pruning, which shrink what actually runs."""
     if not data.pruning:
         return None
     plt = _pyplot()
-    kinds = sorted({p["kind"] for p in data.pruning})
+    kinds = [kind for kind in PRUNING_LOGS if any(p["kind"] == kind for p in data.pruning)]  # the order they run in
     figure, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 4.6), squeeze=False)
     for axis, kind in zip(axes[0], kinds):
         for curve in (p for p in data.pruning if p["kind"] == kind):
@@ -112,8 +112,8 @@ def pruning_curves(data: ReportData) -> bytes | None:
                 x = [s["mflops"] for s in steps]
                 axis.set_xlabel("MFLOPs (fvcore), fewer to the right")
             axis.plot(x, [100 * s["test_acc"] for s in steps], "o-", label=curve["run"])
-        if kind == "structured":
-            axis.invert_xaxis()  # once per panel: pruning moves right in both panels
+        if kind != "unstructured":
+            axis.invert_xaxis()  # once per panel: pruning moves right in every panel
         axis.set_ylabel("test accuracy (%)")
         axis.set_title(f"{kind} pruning")
         axis.grid(True, alpha=0.3)

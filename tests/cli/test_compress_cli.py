@@ -13,6 +13,7 @@ import torch
 from edgecnn.compress.methods.unstructured import expected_nonzero
 from edgecnn.compress.train import TrainConfig, train
 from edgecnn.data import write_synthetic_cifar
+from edgecnn.report import collect
 from edgecnn.runs import Run
 
 BUDGET = ["--images-per-epoch", "96", "--batch-size", "32", "--threads", "1"]
@@ -168,6 +169,8 @@ def test_depth_pruning_removes_blocks_and_the_run_exports(residual_parent, tmp_p
     assert torch.load(folder / "best.pt", weights_only=True)["removed_blocks"] == removed
     rows = json.loads((folder / "depth.json").read_text())
     assert rows[0]["params"] == parent_run.config["params"] > rows[1]["params"]
+    [curve] = collect(runs_dir=tmp_path).pruning  # the report draws it next to the other pruning curves
+    assert curve == {"run": "shallow", "kind": "depth", "rows": rows}
     report = _export(folder, data_dir, tmp_path / "out", "--formats", "onnx")
     accuracy = {a["name"]: a["accuracy"] for a in report["artifacts"]}
     assert accuracy["onnx-fp32"] == accuracy["pytorch-fp32"] == pytest.approx(
