@@ -271,7 +271,9 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
     # shapes, torch 2.14's inductor failed on exp13 under torchrun on CPU ("cannot determine truth value of
     # Relational: 64*s0*s53 < 64") at the first step; static shapes cost one extra compile for the last batch.
     step_fn = torch.compile(net, dynamic=False) if config.compile else net
-    def amp():  # bf16 autocast on CUDA; plain fp32 on CPU (no bf16 units on the small CPUs we target)
+    # bf16 autocast on CUDA; plain fp32 on CPU: even on an AMX host bf16 was slower here (oneDNN's bf16 depthwise
+    # backward takes twice the fp32 time; benchmarks/train_op_profile.py --bf16)
+    def amp():
         return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
     images = data.train.images.pin_memory() if device.type == "cuda" else data.train.images
