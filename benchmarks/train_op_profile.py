@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
 import time
 from collections import defaultdict
 
 import torch
 
-from edgecnn.malloc import loaded_allocator, preload_env
+from edgecnn.malloc import loaded_allocator, reexec_under_tcmalloc
 
 CONV_OPS = {"aten::mkldnn_convolution": "forward", "aten::convolution_backward": "backward"}
 BN_OPS = {"aten::native_batch_norm": "forward", "aten::native_batch_norm_backward": "backward"}
@@ -84,8 +82,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--bf16", action="store_true", help="also profile with bf16 autocast")
     args = parser.parse_args()
-    if loaded_allocator() != "tcmalloc" and (env := preload_env()) is not None:
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)  # the allocator `edgecnn train` runs under
+    reexec_under_tcmalloc()  # the allocator `edgecnn train` runs under
     modes = [False, True] if args.bf16 else [False]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {loaded_allocator()} allocator, "
           f"batch {args.batch_size}, {args.steps} profiled steps; ms per step (self time)")

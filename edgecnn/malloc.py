@@ -2,9 +2,9 @@
 
 A CPU training step allocates and frees every activation and gradient buffer, megabytes each. glibc hands blocks
 that large back to the kernel on free and page-faults them in again on the next allocation; tcmalloc keeps them.
-Measured on exp13 (Fashion-MNIST, batch 128, 2-core x86): 148.6 -> 164 img/s, the same arithmetic and the same
-weights (`benchmarks/train_throughput.py`). jemalloc, tried the same way, halved the speed (its default decay returns
-memory even more eagerly), so it is not used.
+Measured on exp13 (Fashion-MNIST, the `fast` recipe's batch 64, 2-core x86): 146.0 -> 164.8 img/s, the same
+arithmetic and the same weights (`benchmarks/train_throughput.py`, README "CPU training speed"). jemalloc, tried
+the same way, halved the speed (its default decay returns memory even more eagerly), so it is not used.
 
 An allocator can only be swapped at process start, so `edgecnn train / compress / pipeline / reproduce` re-execute
 themselves once with the library in LD_PRELOAD, as PyTorch's own CPU launcher does
@@ -64,6 +64,15 @@ def preload_env(env: dict[str, str] | None = None) -> dict[str, str] | None:
 def reexec_for_training(argv: Sequence[str]) -> None:
     """Called first by the `edgecnn` entry point. Re-executes a training command under tcmalloc (once); in the
     re-executed process, restores LD_PRELOAD for the programs it will start."""
+    if _MARK not in os.environ and (len(argv) < 2 or argv[1] not in TRAINING_COMMANDS):
+        return
+    reexec_under_tcmalloc()
+
+
+def reexec_under_tcmalloc() -> None:
+    """Re-execute this Python process under tcmalloc unless it already runs under it (also for scripts such as
+    benchmarks/, which must measure what `edgecnn train` runs); the re-executed process gets LD_PRELOAD back as the
+    caller had it. Does nothing when tcmalloc is missing or EDGECNN_MALLOC=system."""
     if _MARK in os.environ:
         before = os.environ.pop(_MARK)
         if before:
@@ -71,11 +80,11 @@ def reexec_for_training(argv: Sequence[str]) -> None:
         else:
             os.environ.pop("LD_PRELOAD", None)
         return
-    if len(argv) < 2 or argv[1] not in TRAINING_COMMANDS or loaded_allocator() == "tcmalloc":
+    if loaded_allocator() == "tcmalloc":
         return
     env = preload_env()
     if env is None:
         return
-    # sys.orig_argv keeps how Python was started (`-m edgecnn ...` or the console script's path); execve keeps the
-    # process id, so torchrun still supervises the same worker.
+    # sys.orig_argv keeps how Python was started (`-m edgecnn ...`, the console script's path or a script); execve
+    # keeps the process id, so torchrun still supervises the same worker.
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

@@ -103,8 +103,7 @@ def depth_prune(parent, *, blocks: int, scan_images: int = 2000, finetune_config
     remove_blocks(model, chosen)
     records = finetune(model, parent.data, config, reporter=reporter)
     rows.append(step_row(model, parent, 1, records))
-    run.write_metrics([{"step": 1, **r} for r in records])
-    run.write_json("depth.json", rows)
+    run.log_steps("depth.json", rows, [{"step": 1, **r} for r in records])
     if on_step:
         on_step(rows[-1])
     run.save(model, "best.pt")

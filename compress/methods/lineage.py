@@ -107,6 +107,12 @@ class DerivedRun:
     def write_metrics(self, records: list[dict]) -> None:
         atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
+    def log_steps(self, table: str, rows: list[dict], records: list[dict]) -> None:
+        """After each pruning step: the step table so far (`table`, e.g. structured.json, which the report draws)
+        and every fine-tune epoch so far (metrics.jsonl), both rewritten whole, so a killed run keeps its steps."""
+        self.write_metrics(records)
+        self.write_json(table, rows)
+
     def finish(self, model: nn.Module, **extra) -> dict:
         """Test accuracy over every test image; result.json marks the run finished."""
         data = self.parent.data

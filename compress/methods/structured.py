@@ -171,8 +171,7 @@ def iterative_structured(parent, *, ratio: float, steps: int = 1, importance: st
         history += [{"step": step, **r} for r in records]
         rows.append(row(step, records))
         run.save(copy.deepcopy(model), f"steps/step-{step:02d}.pt")
-        run.write_metrics(history)
-        run.write_json("structured.json", rows)
+        run.log_steps("structured.json", rows, history)
         if on_step:
             on_step(rows[-1])
     run.save(model, "best.pt")

@@ -98,8 +98,7 @@ def iterative_prune(parent, *, steps: int = 10, amount: float = 0.2, finetune_co
         baked = copy.deepcopy(model)
         make_permanent(baked)
         run.save(baked, f"steps/step-{step:02d}.pt", sparsity=rows[-1]["sparsity"])
-        run.write_metrics(history)
-        run.write_json("pruning.json", rows)
+        run.log_steps("pruning.json", rows, history)
         if on_step:
             on_step(rows[-1])
     make_permanent(model)

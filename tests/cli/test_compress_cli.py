@@ -24,16 +24,22 @@ def edgecnn(*args, timeout=900):
                           timeout=timeout)
 
 
+def _short_run(shared, key: str, model: str, *, train_size: int, test_size: int, seed: int, **options) -> tuple:
+    """(Run, data dir): `model` briefly trained on generated CIFAR-10 files, built once per test session."""
+    def build(root: Path) -> None:
+        write_synthetic_cifar(root / "data", 10, train_size=train_size, test_size=test_size, seed=seed)
+        train(TrainConfig(model=model, dataset="cifar10", recipe="fast", data_dir=str(root / "data"),
+                          runs_dir=str(root / "runs"), name="parent", batch_size=32, **options))
+
+    root = shared(key, build)
+    return Run(root / "runs" / "parent"), str(root / "data")
+
+
 @pytest.fixture(scope="module")
 def parent(shared):
     """vgg19-exp10 (depthwise separable VGG, 342k params; prunable, unlike the shuffled vgg19-exp8) briefly trained."""
-    def build(root: Path) -> None:
-        write_synthetic_cifar(root / "data", 10, train_size=400, test_size=100, seed=3)
-        train(TrainConfig(model="vgg19-exp10", dataset="cifar10", recipe="fast", data_dir=str(root / "data"),
-                          runs_dir=str(root / "runs"), name="parent", epochs=2, batch_size=32, lr=0.05))
-
-    root = shared("compress-parent", build)
-    return Run(root / "runs" / "parent"), str(root / "data")
+    return _short_run(shared, "compress-parent", "vgg19-exp10", train_size=400, test_size=100, seed=3, epochs=2,
+                      lr=0.05)
 
 
 def _lineage(folder: Path, method: str, parent_run: Run) -> dict:
@@ -147,13 +153,8 @@ def test_user_mistakes_are_one_line_errors(args, message, parent, trained_run, t
 @pytest.fixture(scope="module")
 def residual_parent(shared):
     """exp13 (ghost bottlenecks, 33 residual blocks) trained for one short epoch: depth pruning needs residuals."""
-    def build(root: Path) -> None:
-        write_synthetic_cifar(root / "data", 10, train_size=200, test_size=60, seed=4)
-        train(TrainConfig(model="exp13", dataset="cifar10", recipe="fast", data_dir=str(root / "data"),
-                          runs_dir=str(root / "runs"), name="parent", epochs=1, batch_size=32, threads=1))
-
-    root = shared("compress-residual-parent", build)
-    return Run(root / "runs" / "parent"), str(root / "data")
+    return _short_run(shared, "compress-residual-parent", "exp13", train_size=200, test_size=60, seed=4, epochs=1,
+                      threads=1)
 
 
 def test_depth_pruning_removes_blocks_and_the_run_exports(residual_parent, tmp_path):
@@ -165,7 +166,8 @@ def test_depth_pruning_removes_blocks_and_the_run_exports(residual_parent, tmp_p
     folder = tmp_path / "shallow"
     config = _lineage(folder, "depth", parent_run)
     removed = config["lineage"]["settings"]["removed"]
-    assert len(removed) == 6 and len(json.loads((folder / "sensitivity.json").read_text())) == 28  # every exp13 block with an identity shortcut
+    scanned = json.loads((folder / "sensitivity.json").read_text())
+    assert len(removed) == 6 and len(scanned) == 28  # every exp13 block with an identity shortcut
     assert torch.load(folder / "best.pt", weights_only=True)["removed_blocks"] == removed
     rows = json.loads((folder / "depth.json").read_text())
     assert rows[0]["params"] == parent_run.config["params"] > rows[1]["params"]
