@@ -21,26 +21,25 @@ from typing import Callable
 
 from edgecnn.devices.probe import PIP_NAMES, check, fix_command
 from edgecnn.devices.profiles import DeviceProfile
-from edgecnn.devices.transport import open_transport
+from edgecnn.devices import open_transport
+from edgecnn.devices.transport import DeviceLost
 from edgecnn.errors import EdgecnnError
-from edgecnn.export.runner import BundleError, verify_bundle
-from edgecnn.io import sha256_file
+from edgecnn.export.bundle import Manifest
 
+from .options import BenchPlan
 from .store import ResultStore
 
 FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
 
 
-@dataclass
-class BenchPlan:
-    runs: int = 100
-    warmup: int = 10
-    threads: tuple[int, ...] | None = None  # None: each device profile's own sweep
-    formats: tuple[str, ...] | None = None  # None: every file of the bundle
-    precisions: tuple[str, ...] | None = None  # None: fp32 and int8
-    sample: int | None = None  # None: the bundle's whole sample
-    timeout: float = 600  # per remote command
-    checkpoint: str | None = None  # PyTorch reference on the host; None: no reference row
+def counts_on(profile: DeviceProfile, plan: BenchPlan) -> bool:
+    """Whether this device's files are measured by executed instructions (its judge, or --count-instructions)."""
+    return profile.counts_instructions or plan.count_instructions
+
+
+def thread_counts(profile: DeviceProfile, plan: BenchPlan) -> tuple[int, ...]:
+    """Instruction counts are one thread's (a count of several threads' instructions is no cost measure)."""
+    return (1,) if profile.counts_instructions else tuple(plan.threads or profile.threads)
 
 
 @dataclass
@@ -50,24 +49,59 @@ class DeviceOutcome:
     errors: list[str] = field(default_factory=list)
 
 
-def load_bundle(folder: str | Path) -> dict:
+def locate_bundle(bundle: str | None, model: str | None, dataset: str | None, exports_root: str | Path,
+                  data_dir: str | None = None, note: Callable[[str], None] = lambda text: None) -> tuple[Path, Path | None]:
+    """(bundle folder, the export folder it came from if known) for `edgecnn bench`: a bundle folder, a .tar.gz
+    (unpacked into the cache, see export.bundle.unpack_cached), the newest export of `model`, or, with neither,
+    the newest bundle under `exports_root` (`note` says which). A missing bundle of a found export is built."""
+    from edgecnn.export.bundle import make_bundle, newest_bundle, unpack_cached
+    from edgecnn.export.record import ExportRecord
+    from edgecnn.io import cache_dir
+
+    if bundle is None and model is None:
+        folder = newest_bundle(exports_root)
+        note(f"benching the newest bundle, {folder} (--bundle or --model to choose)")
+        return folder, folder.parent if ExportRecord.exists(folder.parent) else None
+    if bundle is None:
+        export_dir = ExportRecord.find(model, dataset, exports_root).folder
+        folder = export_dir / "bundle"
+        if not (folder / "manifest.json").is_file():
+            note(f"no bundle in {export_dir}; building it")
+            make_bundle(export_dir, folder, data_dir=data_dir)
+        return folder, export_dir
+    path = Path(bundle)
+    if path.is_file():
+        return unpack_cached(path, cache_dir() / "bundles"), None
+    if not path.is_dir():
+        raise EdgecnnError(f"bundle not found: {path}")
+    return path, path.parent if ExportRecord.exists(path.parent) else None
+
+
+def reference_checkpoint(checkpoint: str | None, export_dir: Path | None) -> str | None:
+    """The PyTorch checkpoint of the reference row: the one given, else the one the export was made from (None
+    when it is gone)."""
+    from edgecnn.export.record import ExportRecord
+
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise EdgecnnError(f"checkpoint not found: {checkpoint}")
+        return checkpoint
+    if export_dir is None:
+        return None
     try:
-        return verify_bundle(str(folder))
-    except BundleError as error:
-        raise EdgecnnError(f"bundle {folder}: {error}") from None
+        recorded = ExportRecord.read(export_dir).checkpoint
+    except EdgecnnError:
+        return None
+    return recorded if Path(recorded).is_file() else None
 
 
-def bundle_id(folder: Path, manifest: dict) -> str:
-    """Folder name of the bundle on a device: model and the manifest's hash, so a changed bundle never mixes."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in manifest["model"])
-    return f"{safe}-{sha256_file(folder / 'manifest.json')[:12]}"
-
-
-def steps(profile: DeviceProfile, manifest: dict, plan: BenchPlan) -> int:
+def steps(profile: DeviceProfile, manifest: Manifest, plan: BenchPlan) -> int:
     """Progress units of one device: one eval and one bench per thread count per file (+ the reference)."""
-    threads = plan.threads or profile.threads
+    threads = thread_counts(profile, plan)
     files = len(select_artifacts(manifest, plan))
-    return files * (1 + len(threads)) + (len(threads) if is_host(profile) and plan.checkpoint else 0)
+    timed = 0 if profile.counts_instructions else len(threads)
+    counted = 1 if counts_on(profile, plan) else 0
+    return files * (1 + timed + counted) + (len(threads) if is_host(profile) and plan.checkpoint else 0)
 
 
 def is_host(profile: DeviceProfile) -> bool:
@@ -75,12 +109,12 @@ def is_host(profile: DeviceProfile) -> bool:
     return profile.transport == "local" and not profile.python
 
 
-def select_artifacts(manifest: dict, plan: BenchPlan) -> list[dict]:
-    return [a for a in manifest["artifacts"] if (plan.formats is None or a["format"] in plan.formats)
+def select_artifacts(manifest: Manifest, plan: BenchPlan) -> list[dict]:
+    return [a for a in manifest.artifacts if (plan.formats is None or a["format"] in plan.formats)
             and (plan.precisions is None or a["precision"] in plan.precisions)]
 
 
-def bench_device(profile: DeviceProfile, folder: Path, manifest: dict, plan: BenchPlan, store: ResultStore,
+def bench_device(profile: DeviceProfile, folder: Path, manifest: Manifest, plan: BenchPlan, store: ResultStore,
                  session: str, tick: Callable[[str, int], None] = lambda text, done: None) -> DeviceOutcome:
     """tick(activity, units finished so far) reports progress; a unit is one eval or one timing (see steps())."""
     outcome = DeviceOutcome(profile.name)
@@ -95,50 +129,129 @@ def _bench_device(profile, folder, manifest, plan, store, session, outcome, tick
     transport = open_transport(profile)
     finished = 0
     tick("probing", finished)
+    if plan.count_instructions and not profile.counter:
+        raise EdgecnnError(f"device {profile.name} has no instruction counter (only the emulated boards do: "
+                           "pi3-emulated, pi4-emulated, pi5-emulated)")
     report = check(profile, timeout=plan.timeout)
+    threads = thread_counts(profile, plan)
+    name = manifest.bundle_id
+    base = {"session": session, "device": profile.name, "model": manifest.model, "dataset": manifest.dataset,
+            "bundle": name, "batch": 1, "judge": "instructions" if profile.counts_instructions else "timing",
+            "target": profile.cpu or None}
+
+    def failed(artifact: dict, reason: str) -> None:
+        """A file that could not be measured: a row with its reason (in the store too); the others go on."""
+        row = store.add(_row(base, {"file": artifact["file"]}, format=artifact["format"],
+                             precision=artifact["precision"], status="failed", error=reason))
+        outcome.rows.append(row)
+        outcome.errors.append(f"device {profile.name}: {artifact['file']}: {reason}")
+
     artifacts = []
     for artifact in select_artifacts(manifest, plan):
-        runtime = FORMAT_RUNTIME[artifact["format"]]
-        if not report["packages"].get(PIP_NAMES[runtime]):
-            outcome.errors.append(f"device {profile.name}: {artifact['file']} needs {PIP_NAMES[runtime]}, which "
-                                  f"is not installed there; fix: {fix_command(transport.python, [PIP_NAMES[runtime]])}")
-        else:
+        package = PIP_NAMES[FORMAT_RUNTIME[artifact["format"]]]
+        if report["packages"].get(package):
             artifacts.append(artifact)
+        else:
+            failed(artifact, f"needs {package}, which is not installed there; fix: "
+                             f"{fix_command(transport.python, [package])}")
     if not artifacts:
         return
     tick("uploading bundle", finished)
-    name = bundle_id(folder, manifest)
     remote = transport.put_bundle(folder, name)
-    threads = plan.threads or profile.threads
-    base = {"session": session, "device": profile.name, "model": manifest["model"], "dataset": manifest["dataset"],
-            "bundle": name, "batch": 1}
+    sample = plan.sample or profile.sample
 
-    def runner(*args: str) -> dict:
+    def runner(*args: str):
         argv = [transport.python, "runner.py", "--exit-on-eof", *args]
-        result = transport.run(argv, cwd=remote, timeout=plan.timeout, hold_stdin=True)
-        return result.json_result(f"device {profile.name}: runner {args[0]}")
+        return transport.run(argv, cwd=remote, timeout=plan.timeout, hold_stdin=True)
 
     for artifact in artifacts:
         tick(f"{artifact['file']}: accuracy", finished)
-        limit = ["--limit", str(plan.sample)] if plan.sample else []
-        scored = runner("eval", "--model", artifact["file"], "--threads", str(max(threads)), *limit)["results"][0]
+        limit = ["--limit", str(sample)] if sample else []
+        try:
+            scored = runner("eval", "--model", artifact["file"], "--threads", str(max(threads)),
+                            *limit).json_result("runner eval")["results"][0]
+        except DeviceLost:
+            raise
+        except EdgecnnError as error:  # this file cannot run there: its row says why, the next file goes on
+            failed(artifact, str(error))
+            finished += steps_per_file(profile, plan, threads)
+            continue
         finished += 1
+        measured = {"format": artifact["format"], "precision": artifact["precision"], "accuracy": scored["accuracy"],
+                    "sample_images": scored["images"], "predictions": scored["predictions"],
+                    "form": artifact.get("form")}
+        counted = None
+        if counts_on(profile, plan):
+            tick(f"{artifact['file']}: counting instructions", finished)
+            try:
+                counted = _count(transport, profile, plan, artifact, remote)
+            except DeviceLost:
+                raise
+            except EdgecnnError as error:
+                failed(artifact, f"instruction count: {error}")
+            finished += 1
+        if profile.counts_instructions:
+            if counted is not None:
+                row = store.add(_row(base, counted, **measured, threads=1, instructions=counted["instructions"],
+                                     emulated_ms=counted["emulated_ms"], profile=counted.get("profile")))
+                outcome.rows.append(row)
+            continue
         for count in threads:
             tick(f"{artifact['file']}: {count} thread{'s' * (count > 1)}", finished)
-            timing = runner("bench", artifact["file"], "--threads", str(count), "--runs", str(plan.runs),
-                            "--warmup", str(plan.warmup))
-            row = _row(base, timing, format=artifact["format"], precision=artifact["precision"],
-                       accuracy=scored["accuracy"], sample_images=scored["images"],
-                       predictions=scored["predictions"])
-            store.add(row)
+            try:
+                timing = runner("bench", artifact["file"], "--threads", str(count), "--runs", str(plan.runs),
+                                "--warmup", str(plan.warmup)).json_result("runner bench")
+            except DeviceLost:
+                raise
+            except EdgecnnError as error:
+                failed(artifact, f"{count} thread(s): {error}")
+                finished += 1
+                continue
+            extra = {"instructions": counted["instructions"], "profile": counted.get("profile")} \
+                if counted and count == 1 else {}
+            row = store.add(_row(base, timing, **measured, **extra))
             outcome.rows.append(row)
             finished += 1
     if is_host(profile) and plan.checkpoint:
         for count in threads:
             tick(f"pytorch eager: {count} thread{'s' * (count > 1)}", finished)
-            outcome.rows.append(_reference(plan, folder, count, base, store, profile))
+            try:
+                outcome.rows.append(_reference(plan, folder, count, base, store, profile))
+            except EdgecnnError as error:
+                failed({"file": "pytorch-eager", "format": "pytorch", "precision": "fp32"}, str(error))
             finished += 1
     tick("done", finished)
+
+
+def steps_per_file(profile: DeviceProfile, plan: BenchPlan, threads) -> int:
+    return 1 + (0 if profile.counts_instructions else len(threads)) + (1 if counts_on(profile, plan) else 0)
+
+
+COUNT_LINE = "edgecnn-icount "
+
+
+def _count(transport, profile: DeviceProfile, plan: BenchPlan, artifact: dict, remote: str) -> dict:
+    """Executed instructions per inference of one file, one thread, under the profile's counting emulator: the
+    runner's `count` between the counter's markers, the count read off its stderr."""
+    args = ["count", artifact["file"], "--runs", str(plan.count_runs), "--warmup", "2"]
+    blocks = f"{remote.rstrip('/')}/.icount-blocks.txt" if plan.profile else None
+    if blocks and profile.transport != "local":
+        raise EdgecnnError("--profile needs the board's libraries on this machine (a local emulated board)")
+    python = profile.counter
+    result = transport.run(["env", f"EDGECNN_ICOUNT_PROFILE={blocks}", python, "runner.py", "--exit-on-eof", *args]
+                           if blocks else [python, "runner.py", "--exit-on-eof", *args],
+                           cwd=remote, timeout=plan.timeout, hold_stdin=True)
+    measured = result.json_result("runner count")
+    counts = [line for line in result.stderr.splitlines() if line.startswith(COUNT_LINE)]
+    if not counts:
+        raise EdgecnnError(f"{profile.counter} counted nothing: it is not the emulated board's counting python "
+                           "(scripts/arm64-device.sh builds it)")
+    measured["instructions"] = int(counts[-1][len(COUNT_LINE):]) / plan.count_runs
+    if blocks:
+        from .profile import hot_symbols
+
+        measured["profile"] = hot_symbols(Path(blocks), measured.get("maps") or [], plan.count_runs)
+    return measured
 
 
 def _reference(plan: BenchPlan, folder: Path, threads: int, base: dict, store: ResultStore,
@@ -152,46 +265,83 @@ def _reference(plan: BenchPlan, folder: Path, threads: int, base: dict, store: R
     if plan.sample:
         argv += ["--limit", str(plan.sample)]
     result = execute(argv, timeout=plan.timeout, what="pytorch reference")
-    measured = result.json_result(f"device {profile.name}: pytorch reference")
-    row = _row(base, measured, format="pytorch", precision="fp32", accuracy=measured["accuracy"],
-               sample_images=measured["images"], predictions=measured["predictions"])
-    store.add(row)
-    return row
+    measured = result.json_result("pytorch reference")
+    return store.add(_row(base, measured, format="pytorch", precision="fp32", accuracy=measured["accuracy"],
+                          sample_images=measured["images"], predictions=measured["predictions"]))
 
 
 def _row(base: dict, timing: dict, **extra) -> dict:
     keys = ("file", "runtime", "threads", "runs", "warmup", "load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms",
-            "mean_ms", "std_ms", "min_ms", "max_ms", "peak_rss_mib", "versions", "machine")
+            "mean_ms", "std_ms", "min_ms", "max_ms", "peak_rss_mib", "versions", "machine", "emulated_ms")
     machine = timing.get("machine") or {}
     return {**base, **{k: timing.get(k) for k in keys}, "arch": machine.get("arch"), "cpu": machine.get("cpu"),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
 
 
-def run_bench(profiles: list[DeviceProfile], folder: Path, manifest: dict, plan: BenchPlan, store: ResultStore,
+def run_bench(profiles: list[DeviceProfile], folder: Path, manifest: Manifest, plan: BenchPlan, store: ResultStore,
               tick: Callable[[str, str, int], None] = lambda device, text, done: None) -> tuple[str, list[DeviceOutcome]]:
     """Bench every device at once; returns the session id and each device's rows and errors. `manifest` is the
-    bundle's, as load_bundle() verified it."""
+    bundle's, as Manifest.read() verified it."""
     folder = Path(folder)
     if not select_artifacts(manifest, plan):
-        have = ", ".join(f"{a['format']} {a['precision']}" for a in manifest["artifacts"])
+        have = ", ".join(f"{a['format']} {a['precision']}" for a in manifest.artifacts)
         raise EdgecnnError(f"bundle {folder} has no file of the chosen formats/precisions (it has {have})")
     session = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    with ThreadPoolExecutor(max_workers=len(profiles)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(profiles))
+    try:
         futures = [pool.submit(bench_device, p, folder, manifest, plan, store, session,
                                lambda text, done, name=p.name: tick(name, text, done)) for p in profiles]
         outcomes = [f.result() for f in futures]
-    _agreement_with_host(outcomes, {p.name for p in profiles if is_host(p)}, store, session)
+    except KeyboardInterrupt:
+        # Ctrl-C reached the devices' processes too; do not wait for the next file of every device
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    _agreement_with_host(outcomes, {p.name for p in profiles if is_host(p)}, store)
     return session, outcomes
 
 
-def _agreement_with_host(outcomes: list[DeviceOutcome], local: set[str], store: ResultStore, session: str) -> None:
+def _agreement_with_host(outcomes: list[DeviceOutcome], local: set[str], store: ResultStore) -> None:
     """Share of the sample where a device's top-1 equals the host's for the same file (1.0: same predictions)."""
-    host = {r["file"]: r["predictions"] for o in outcomes for r in o.rows if r["device"] in local}
+    host = {r["file"]: r["predictions"] for o in outcomes for r in o.rows if r["device"] in local
+            and r.get("predictions")}
     for outcome in outcomes:
         for row in outcome.rows:
-            if row["device"] in local:
+            if row["device"] in local or not row.get("predictions"):
                 continue
             theirs = host.get(row["file"])
-            if theirs is not None and row["predictions"] is not None and len(theirs) == len(row["predictions"]):
+            if theirs is not None and len(theirs) == len(row["predictions"]):
                 row["host_agreement"] = sum(a == b for a, b in zip(theirs, row["predictions"])) / len(theirs)
-                store.set_host_agreement(session, row["device"], row["file"], row["host_agreement"])
+                store.set_host_agreement(row["row_id"], row["host_agreement"])
+
+
+def files_for_device(export_dir: Path, profile: DeviceProfile, store: ResultStore) -> tuple[list[str] | None, str]:
+    """The model files of an export worth shipping to a device: per format and precision, the graph form the
+    results store shows cheapest there (by the device's own measurements, else, for a real Pi not benched yet, by
+    the instruction counts of the emulated board with its CPU). None (every file) when nothing was measured;
+    the second value says which measurements decided."""
+    from edgecnn.export.bundle import Manifest
+
+    folder = Path(export_dir) / "bundle"
+    try:
+        bundle = Manifest.read(folder).bundle_id
+    except EdgecnnError:
+        return None, f"no measured bundle in {export_dir}"
+    rows = [r for r in store.rows() if r["bundle"] == bundle and r["status"] == "ok" and r["format"] != "pytorch"]
+    own = [r for r in rows if r["device"] == profile.name and r.get(_metric(r)) is not None]
+    stand_in = [r for r in rows if profile.cpu and r.get("target") == profile.cpu and r.get("judge") == "instructions"
+                and r.get("instructions") is not None]
+    chosen = own or stand_in
+    if not chosen:
+        return None, f"nothing measured on {profile.name}{' or its CPU ' + profile.cpu if profile.cpu else ''} yet"
+    best: dict[tuple[str, str], dict] = {}
+    for row in chosen:
+        key = (row["format"], row["precision"])
+        if key not in best or row[_metric(row)] < best[key][_metric(best[key])]:
+            best[key] = row
+    source = profile.name if own else f"{chosen[0]['device']} (instruction counts on {profile.cpu})"
+    return sorted({r["file"] for r in best.values()}), f"cheapest form per format and precision on {source}"
+
+
+def _metric(row: dict) -> str:
+    return "instructions" if row.get("judge") == "instructions" else "p50_ms"

@@ -20,7 +20,8 @@ def measure(checkpoint: str, bundle: str, threads: int, runs: int, warmup: int, 
     import torch
 
     from edgecnn.export import runner
-    from edgecnn.runs import build_from_checkpoint, load_checkpoint
+    from edgecnn.compress.rebuild import build_from_checkpoint
+    from edgecnn.runs import load_checkpoint
 
     torch.set_num_threads(threads)
     manifest = runner.verify_bundle(bundle)

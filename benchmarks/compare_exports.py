@@ -10,7 +10,6 @@ Each cell is the median p50 over --processes fresh runner processes (bench/host.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 FILES = ("model.fp32.onnx", "model.int8.onnx", "model.fp32.tflite", "model.int8.tflite")
@@ -26,12 +25,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgecnn.bench.host import time_file
+    from edgecnn.export.record import ExportRecord
 
     accuracy = {}
     for folder in (args.before, args.after):
-        report = json.loads((folder / "export.json").read_text())
-        accuracy[folder] = {a["file"]: a["accuracy"] for a in report["artifacts"] if a["file"]}
-        accuracy[folder]["pytorch"] = report["artifacts"][0]["accuracy"]
+        record = ExportRecord.read(folder)
+        accuracy[folder] = {a.file: a.accuracy for a in record.artifacts if a.file}
+        accuracy[folder]["pytorch"] = record.reference.accuracy
     print("| file | threads | before p50 ms | after p50 ms | speed-up | before acc | after acc |")
     print("|---|---|---|---|---|---|---|")
     for file in [f for f in FILES if (args.before / f).is_file() and (args.after / f).is_file()]:

@@ -42,13 +42,14 @@ def gemm_peak_gmacs(size: int = 1024, repeats: int = 20) -> float:
     return size ** 3 / best / 1e9
 
 
-def model_macs(report: dict) -> float:
+def model_macs(record) -> float:
     """Multiply-adds of the convolutions and linear layers of the model as trained, in M."""
     from edgecnn.compress.zoo.measure import count_mmacs
-    from edgecnn.runs import build_from_checkpoint, load_checkpoint
+    from edgecnn.compress.rebuild import build_from_checkpoint
+    from edgecnn.runs import load_checkpoint
 
-    payload = load_checkpoint(report["checkpoint"])
-    return count_mmacs(build_from_checkpoint(payload, source=report["checkpoint"]), payload["in_chans"])
+    payload = load_checkpoint(record.checkpoint)
+    return count_mmacs(build_from_checkpoint(payload, source=record.checkpoint), payload["in_chans"])
 
 
 def main() -> None:
@@ -56,6 +57,7 @@ def main() -> None:
     from rich.table import Table
 
     from edgecnn.bench.host import time_file
+    from edgecnn.export.record import ExportRecord
     from edgecnn.io import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -78,8 +80,8 @@ def main() -> None:
         label, _, path = entry.rpartition("=")
         folder = Path(path)
         label = label or folder.name
-        report = json.loads((folder / "export.json").read_text())
-        accuracy = {a["file"]: a["accuracy"] for a in report["artifacts"] if a["file"] and a["status"] == "ok"}
+        record = ExportRecord.read(folder)
+        accuracy = {a.file: a.accuracy for a in record.files()}
         single_thread = {}
         for format_name, (fp32, int8) in PAIRS.items():
             if fp32 not in accuracy or int8 not in accuracy:
@@ -97,7 +99,7 @@ def main() -> None:
                                          "speedup": round(speedup, 3), "speedup_vs_best_fp32":
                                          round(best_fp32 / cell[int8], 3), "fp32_accuracy": accuracy[fp32],
                                          "int8_accuracy": accuracy[int8], "drop_pp": round(drop, 2), "met": met,
-                                         "rewrites": report.get("rewrites")})
+                                         "rewrites": record.rewrites})
                 table.add_row(label, format_name, str(threads), f"{cell[fp32]:.3f}", f"{cell[int8]:.3f}",
                               f"{speedup:.2f}", f"{best_fp32 / cell[int8]:.2f}", f"{accuracy[fp32]:.2%}",
                               f"{accuracy[int8]:.2%}", f"{drop:+.2f}", "yes" if met else "no")
@@ -105,7 +107,7 @@ def main() -> None:
                 atomic_write_text(args.json_out, json.dumps(results, indent=2) + "\n")
         if single_thread:
             best = min(single_thread, key=single_thread.get)
-            macs = model_macs(report)
+            macs = model_macs(record)
             floor_ms = macs / peak  # M MACs / (G MAC/s) = ms
             results["best"].append({"export": label, "file": best, "p50_ms": single_thread[best], "mmacs": macs,
                                     "floor_ms": round(floor_ms, 4), "ratio": round(single_thread[best] / floor_ms, 2)})

@@ -8,7 +8,6 @@ calibration images (training split) and evaluated on the first --images test ima
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +17,8 @@ VARIANTS = [("minmax", "u8s8", False), ("minmax", "u8s8", True), ("percentile", 
 
 
 def main() -> None:
-    from edgecnn.data import load_dataset
+    from edgecnn.data import load_recorded
+    from edgecnn.export.record import ExportRecord
     from edgecnn.export import onnx as onnx_format
     from edgecnn.export.pipeline import calibration_images, evaluate_file
 
@@ -28,12 +28,12 @@ def main() -> None:
     parser.add_argument("--calib-samples", type=int, default=1000)
     args = parser.parse_args()
     fp32 = Path(args.export_dir) / "model.fp32.onnx"
-    report = json.loads((Path(args.export_dir) / "export.json").read_text())
-    data = load_dataset(report["dataset"], in_chans=report["data"]["in_chans"])
+    record = ExportRecord.read(args.export_dir)
+    data = load_recorded(record.data, what=str(record.path))
     images, labels = data.test.images[:args.images].numpy(), data.test.labels[:args.images].numpy()
     reference = evaluate_file(fp32, images, data.mean, data.std)
     calib = calibration_images(data, args.calib_samples)
-    print(f"{report['model']}, first {len(labels)} test images: fp32 accuracy {(reference.argmax(1) == labels).mean():.4f}")
+    print(f"{record.model}, first {len(labels)} test images: fp32 accuracy {(reference.argmax(1) == labels).mean():.4f}")
     print(f"{'calibration':<12} {'scheme':<7} {'7-bit w':<8} {'accuracy':>9} {'agreement':>10} {'mean|Δlogit|':>13} "
           f"{'seconds':>8}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -45,7 +45,8 @@ def main() -> None:
     from edgecnn.export.pipeline import calibration_images
     from edgecnn.export.reparam import reparameterize
     from edgecnn.export.tflite import count_ops, export_int8
-    from edgecnn.runs import build_from_checkpoint, load_checkpoint
+    from edgecnn.compress.rebuild import build_from_checkpoint
+    from edgecnn.runs import load_checkpoint
 
     payload = load_checkpoint(args.checkpoint)
     model = build_from_checkpoint(payload).eval()

@@ -1,1 +1,2 @@
-"""Stage 1 of edgecnn: the model zoo (paper variants built from reusable blocks) and, later, training and compression."""
+"""The compress stage: the model zoo (variants built from reusable blocks), training, post-training compression
+(pruning, distillation, QAT, the clean head), and rebuilding any run's model from its checkpoint (rebuild.py)."""

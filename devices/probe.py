@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .profiles import DeviceProfile
-from .transport import open_transport
 
 PIP_NAMES = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
 
@@ -22,6 +21,8 @@ print(json.dumps({"arch": platform.machine(), "system": platform.platform(), "py
 
 def check(profile: DeviceProfile, timeout: float = 120) -> dict:
     """Arch, OS, python and runtime versions of the device, with the pip command for what is missing."""
+    from . import open_transport
+
     transport = open_transport(profile)
     result = transport.run([transport.python, "-c", CHECK_SCRIPT], timeout=timeout)
     report = result.json_result(f"device {profile.name}: {transport.python}")

@@ -25,9 +25,10 @@ import shlex
 from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.io import tar_gz
 
 from .profiles import DeviceProfile
-from .transport import Result, Transport, execute
+from .transport import DeviceLost, Result, Transport, execute
 
 
 def quote_remote(path: str) -> str:
@@ -65,7 +66,7 @@ class SshTransport(Transport):
         result = execute(self._ssh() + [guarded], timeout=timeout + 15, what=f"device {self.profile.name}",
                          stdin=stdin, hold_stdin=hold_stdin)
         if result.returncode == 255:
-            raise EdgecnnError(self._explain(result.stderr))
+            raise DeviceLost(self._explain(result.stderr))
         return result
 
     def run(self, argv: list[str], *, cwd: str | None = None, timeout: float = 120,
@@ -77,16 +78,21 @@ class SshTransport(Transport):
         return self.run_shell(command, timeout=timeout, hold_stdin=hold_stdin)
 
     def put_bundle(self, folder: Path, name: str) -> str:
-        from edgecnn.export.bundle import tar_gz
-
+        """Unpack the bundle into `workdir/name` on the device. The name carries the manifest's hash, so a folder of
+        that name that the runner verifies is this bundle already and is used as it is; otherwise the archive is
+        unpacked into a folder of its own (two benches at once never share one) that replaces the old one only
+        once complete."""
         if not name or name.startswith(".") or "/" in name:
             raise EdgecnnError(f"bundle name {name!r} cannot be a folder name on the device")
         workdir = self.profile.workdir or "~/edgecnn-bench"
         target = f"{workdir.rstrip('/')}/{name}"
-        staging, final = quote_remote(target + ".partial"), quote_remote(target)
-        script = (f"mkdir -p {quote_remote(workdir)} && rm -rf {staging} && mkdir {staging} && "
-                  f"tar -xzf - --no-same-owner --strip-components=1 -C {staging} && "
-                  f"rm -rf {final} && mv {staging} {final}")
+        final = quote_remote(target)
+        present = self.run_shell(f"cd {final} && {shlex.quote(self.python)} runner.py verify", timeout=300)
+        if present.returncode == 0:
+            return target
+        script = (f"mkdir -p {quote_remote(workdir)} && staging=$(mktemp -d {quote_remote(target)}.partial-XXXXXX) "
+                  f"&& tar -xzf - --no-same-owner --strip-components=1 -C \"$staging\" && "
+                  f"rm -rf {final} && mv \"$staging\" {final} || {{ rm -rf \"$staging\"; exit 1; }}")
         result = self.run_shell(script, timeout=300, stdin=tar_gz(Path(folder)))
         if result.returncode != 0:
             raise EdgecnnError(f"device {self.profile.name}: could not unpack the bundle in {target}: "

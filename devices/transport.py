@@ -1,7 +1,7 @@
 """What every way of reaching a device offers the benchmark harness: run a program there, and put a bundle there.
 
 One module per transport (local.py, ssh.py); adding one (adb, a serial console) means one subclass and one entry
-in TRANSPORTS. Profiles name their transport by key.
+in devices/__init__.py's TRANSPORTS. Profiles name their transport by key.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from pathlib import Path
 from edgecnn.errors import EdgecnnError
 
 from .profiles import DeviceProfile
+
+
+class DeviceLost(EdgecnnError):
+    """The device itself cannot be reached (not one file failing on it): benching it stops, the others go on."""
 
 
 @dataclass
@@ -92,11 +96,3 @@ def execute(command: list[str], *, timeout: float, what: str, stdin: bytes | Non
         out.seek(0)
         err.seek(0)
         return Result(process.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
-
-
-def open_transport(profile: DeviceProfile) -> Transport:
-    from .local import LocalTransport
-    from .ssh import SshTransport
-
-    transports = {"local": LocalTransport, "ssh": SshTransport}
-    return transports[profile.transport](profile)

@@ -1,33 +1,45 @@
 """Datasets shared by every stage: CIFAR-10/100 and Fashion-MNIST in their real file formats, held in memory.
 
 Every split is a pair of tensors: uint8 images (N, C, 32, 32) and int64 labels. Keeping uint8 in memory and
-normalising/augmenting whole batches is several times faster on a small CPU than a PIL image per sample
-(benchmarks/train_throughput.py measures both). The training split is divided once, with a fixed seed, into
-train and validation (10 %: 45k/5k for CIFAR, 54k/6k for Fashion-MNIST); the test split is never touched until
-the final evaluation, and int8 calibration later draws from the train part only.
+normalising/augmenting whole batches is several times faster on a small CPU than a PIL image per sample. The
+training split is divided once, with a fixed seed, into train and validation (10 %: 45k/5k for CIFAR, 54k/6k for
+Fashion-MNIST); the test split is never touched until the final evaluation, and int8 calibration later draws from
+the train part only.
 
-Where the files come from:
-- cifar10 / cifar100: torchvision's dataset classes (checksums verified) under `--data-dir`, downloaded there
-  with `--download` when online. A folder written by :func:`write_synthetic_cifar` (marked by
-  ``edgecnn-synthetic.json``) is read by the same torchvision code with the checksum step skipped.
-- fashion-mnist: Debian's ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist/*.gz), a folder holding
-  those four files, or torchvision's layout (DIR/FashionMNIST/raw), padded from 28x28 to 32x32 with black.
+Where the files come from, read in place (nothing is unpacked into a cache, so no copy can go stale or be shared
+between two sources):
+- cifar10 / cifar100: the python version under `--data-dir` (`cifar-10-batches-py/`, `cifar-100-python/`),
+  md5-checked against torchvision's tables unless the run says `--no-verify` (a user's own copy) or the folder is
+  marked synthetic (:func:`write_synthetic_cifar`). The pickles are read with an unpickler that allows only what
+  numpy arrays need. `--download` fetches torchvision's archive into a temporary folder beside the target, which
+  replaces the target only once extracted and verified.
+- fashion-mnist: Debian's ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist/*.gz), a folder holding those
+  four files (.gz or not), or torchvision's layout (DIR/FashionMNIST/raw); IDX headers checked, padded from 28x28
+  to 32x32 with black.
+
+Every dataset records where it came from and a fingerprint of its contents (`describe()`), which runs, exports and
+bundles keep; the later stages load the data a run names and refuse data whose fingerprint differs
+(:func:`load_recorded`).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import os
 import pickle
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from edgecnn.errors import EdgecnnError, UnknownNameError
+from edgecnn.errors import EdgecnnError, UnknownNameError, describe_error
 from edgecnn.io import atomic_write_bytes, atomic_write_text, cache_dir
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -39,6 +51,8 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Ankle boot")
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte")
+NO_VERIFY_HINT = ("if this is your own copy (re-pickled, a subset, Python-3 pickles), pass --no-verify to use it as "
+                  "it is (the run's config records it)")
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,7 @@ class DatasetInfo:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    # CIFAR statistics as in the paper's generation-2 code (paper-spec.md section 5)
+    # CIFAR statistics as in the paper's generation-2 code (docs/paper-spec.md section 5)
     "cifar10": DatasetInfo("cifar10", 10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
                            "cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar.html"),
     "cifar100": DatasetInfo("cifar100", 100, 3, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761),
@@ -74,6 +88,17 @@ class Split:
 
 
 @dataclass
+class Files:
+    """What a loader read: the train and test arrays, class names, and where they came from."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    classes: list[str]
+    source: Path  # what --data-dir names to read the same files again
+    checksums: str  # "verified" (md5 against the published files), "not checked", "synthetic", "format only"
+
+
+@dataclass
 class Dataset:
     """The three splits of a dataset, in memory, with what every later artifact must record about it."""
 
@@ -85,6 +110,9 @@ class Dataset:
     in_chans: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    source: str = ""
+    checksums: str = ""
+    fingerprint: str = ""
 
     def split(self, name: str) -> Split:
         if name not in ("train", "val", "test"):
@@ -92,10 +120,11 @@ class Dataset:
         return getattr(self, name)
 
     def describe(self) -> dict:
-        """What a run, an export or a bundle records about its data."""
+        """What a run, an export or a bundle records about its data (load_recorded reads it back)."""
         return {"dataset": self.info.name, "num_classes": self.info.num_classes, "classes": list(self.classes),
                 "in_chans": self.in_chans, "mean": list(self.mean), "std": list(self.std), "image_size": 32,
-                "split_seed": SPLIT_SEED, "sizes": {k: len(self.split(k)) for k in ("train", "val", "test")}}
+                "split_seed": SPLIT_SEED, "sizes": {k: len(self.split(k)) for k in ("train", "val", "test")},
+                "source": self.source, "checksums": self.checksums, "fingerprint": self.fingerprint}
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -112,15 +141,30 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return (images.float().div_(255) - mean_t).div_(std_t)
 
 
+def fingerprint(files: Files) -> str:
+    """A short hash of every image and label of both files' splits: two sources with one fingerprint hold the same
+    data, whatever their paths or compression."""
+    digest = hashlib.blake2b(digest_size=12)
+    for images, labels in (files.train, files.test):
+        digest.update(images.numpy().tobytes())
+        digest.update(labels.numpy().astype("<i8").tobytes())
+    return digest.hexdigest()
+
+
 def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, *, download: bool = False,
-                 in_chans: int | None = None) -> Dataset:
-    """Load a dataset's train/val/test splits into memory. Raises EdgecnnError with what to do when it can't."""
+                 in_chans: int | None = None, verify: bool = True) -> Dataset:
+    """Load a dataset's train/val/test splits into memory. Raises EdgecnnError with what to do when it can't.
+    `verify` False takes a CIFAR folder whose files are not Toronto's (a user's own copy) without its md5 step."""
     info = dataset_info(name)
     loader = _load_fashion_mnist if info.name == "fashion-mnist" else _load_cifar
-    (train_x, train_y), (test_x, test_y), classes = loader(info, Path(data_dir) if data_dir else None, download)
+    files = loader(info, Path(data_dir).expanduser() if data_dir else None, download, verify)
     in_chans = in_chans or info.channels
     if in_chans not in (1, 3) or (in_chans == 1 and info.channels == 3):
         raise EdgecnnError(f"{info.name} has {info.channels}-channel images; --in-chans {in_chans} is not possible")
+    (train_x, train_y), (test_x, test_y) = files.train, files.test
+    if len(train_y) < 2 or len(test_y) < 1:
+        raise EdgecnnError(f"{info.name} in {files.source} has {len(train_y)} training and {len(test_y)} test "
+                           "images; at least 2 and 1 are needed")
     mean, std = info.mean, info.std
     if in_chans != info.channels:  # grey replicated to RGB
         train_x, test_x = train_x.expand(-1, 3, -1, -1).contiguous(), test_x.expand(-1, 3, -1, -1).contiguous()
@@ -129,108 +173,220 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, *, d
     n_val = max(1, round(len(order) * VAL_FRACTION))
     train_idx, val_idx = order[:-n_val].sort().values, order[-n_val:].sort().values
     return Dataset(info, Split(train_x[train_idx], train_y[train_idx]), Split(train_x[val_idx], train_y[val_idx]),
-                   Split(test_x, test_y), tuple(classes), in_chans, tuple(mean), tuple(std))
+                   Split(test_x, test_y), tuple(files.classes), in_chans, tuple(mean), tuple(std),
+                   str(files.source), files.checksums, fingerprint(files))
+
+
+def load_recorded(described: dict, data_dir: str | os.PathLike[str] | None = None, *, what: str,
+                  strict: bool = True) -> Dataset:
+    """The dataset a run, an export or a bundle was made with, as its `describe()` record names it: from
+    `data_dir` if given, else from the source it recorded (else the dataset's default place). With `strict`, data
+    whose fingerprint differs from the record is refused; otherwise the caller may tell the user (eval)."""
+    source = described.get("source")
+    if data_dir is None and source and Path(source).exists() and Path(source) != DEBIAN_FASHION_MNIST:
+        data_dir = source
+    verify = described.get("checksums", "verified") != "not checked"
+    data = load_dataset(described["dataset"], data_dir, in_chans=described.get("in_chans"), verify=verify)
+    if strict and not same_data(described, data):
+        raise EdgecnnError(data_mismatch(described, data, what))
+    return data
+
+
+def same_data(described: dict, data: Dataset) -> bool:
+    """Whether `data` holds what `described` recorded (its fingerprint; the split sizes for records made before
+    fingerprints were kept)."""
+    recorded = described.get("fingerprint")
+    if recorded:
+        return recorded == data.fingerprint
+    return not described.get("sizes") or described["sizes"] == data.describe()["sizes"]
+
+
+def data_mismatch(described: dict, data: Dataset, what: str) -> str:
+    sizes = described.get("sizes") or {}
+    return (f"{what} was made with {described['dataset']} from {described.get('source') or 'its default place'} "
+            f"({sizes.get('train', '?')}/{sizes.get('val', '?')}/{sizes.get('test', '?')} images), but the data found "
+            f"in {data.source} differs ({len(data.train)}/{len(data.val)}/{len(data.test)}); pass --data-dir with the "
+            "data it was made with")
+
+
+def _staged_download(root: Path, folder_name: str, fetch) -> None:
+    """Download into a temporary folder beside `root/folder_name` and move the result into place only once `fetch`
+    (which downloads and verifies into the folder it is given) has finished: a killed download leaves no half
+    folder where the loader looks."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{Path(folder_name).parts[0]}.partial-", dir=root))
+    try:
+        fetch(staging)
+        target = root / Path(folder_name).parts[0]
+        if target.exists():
+            shutil.rmtree(target)
+        (staging / Path(folder_name).parts[0]).rename(target)
+    except OSError as error:  # URLError is an OSError
+        raise EdgecnnError(f"could not download into {root}: {error}") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------- CIFAR
 
-def _cifar_class(info: DatasetInfo, verify_checksums: bool):
+class _ArrayUnpickler(pickle.Unpickler):
+    """CIFAR's files are pickles; this unpickler builds numpy arrays and plain containers and nothing else, so a
+    hostile file cannot run code (pickle.load would call whatever the file names)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a data file never needs")
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            entry = _ArrayUnpickler(handle, encoding="latin1").load()
+    except OSError as error:
+        raise EdgecnnError(f"cannot read {path}: {error.strerror or error}") from error
+    except Exception as error:  # noqa: BLE001 - garbage makes the unpickler fail in any of a dozen ways
+        raise EdgecnnError(f"{path} is not in CIFAR's python format: {describe_error(error, 160)}") from error
+    if not isinstance(entry, dict):
+        raise EdgecnnError(f"{path} is not in CIFAR's python format: it holds a {type(entry).__name__}, not a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
+def _cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    entry = _unpickle(path)
+    if "data" not in entry or label_key not in entry:
+        raise EdgecnnError(f"{path} is not in CIFAR's python format: it has no {'data' if 'data' not in entry else label_key!r}")
+    try:
+        data = np.asarray(entry["data"])
+        labels = np.asarray(entry[label_key], dtype=np.int64).reshape(-1)
+    except (ValueError, TypeError) as error:
+        raise EdgecnnError(f"{path} is not in CIFAR's python format: {error}") from error
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise EdgecnnError(f"{path} does not hold uint8 rows of 3x32x32 pixels with one label each "
+                           f"(data {data.dtype} {tuple(data.shape)}, {len(labels)} labels)")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise EdgecnnError(f"{path} has labels outside 0..{num_classes - 1}")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
+
+
+def _load_cifar(info: DatasetInfo, data_dir: Path | None, download: bool, verify: bool) -> Files:
     from torchvision.datasets import CIFAR10, CIFAR100
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
-    base = CIFAR10 if info.name == "cifar10" else CIFAR100
-    if verify_checksums:
-        return base
-
-    class Unverified(base):  # a synthetic folder: same reader, no md5 (its files are ours, not Toronto's)
-        def _check_integrity(self) -> bool:
-            return all((Path(self.root) / self.base_folder / f).is_file() for f, _ in self.train_list + self.test_list)
-
-        def _load_meta(self) -> None:
-            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as handle:
-                self.classes = pickle.load(handle, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    return Unverified
-
-
-def _load_cifar(info: DatasetInfo, data_dir: Path | None, download: bool):
+    table = CIFAR10 if info.name == "cifar10" else CIFAR100
     root = data_dir or cache_dir() / "datasets"
     folder = root / info.folder
-    synthetic = (folder / SYNTHETIC_MARKER).is_file()
     where = f"put the extracted python version there ({folder}/...), or pass --download when online"
-    if not folder.is_dir() and not download:
+    synthetic = (folder / SYNTHETIC_MARKER).is_file()
+    names = [name for name, _ in table.train_list + table.test_list] + [table.meta["filename"]]
+    present = folder.is_dir() and all((folder / name).is_file() for name in names)
+    if not present and download:
+        _staged_download(root, info.folder, lambda staging: download_and_extract_archive(
+            table.url, str(staging), filename=table.filename, md5=table.tgz_md5))
+        present = True
+    if not folder.is_dir():
         raise EdgecnnError(f"{info.name} not found in {root}: {where}")
-    cls = _cifar_class(info, verify_checksums=not synthetic)
-    try:
-        train = cls(str(root), train=True, download=download and not synthetic)
-        test = cls(str(root), train=False)
-    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
-        raise EdgecnnError(f"{info.name} in {folder} is incomplete or corrupt (checksum mismatch): {where}") from error
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
-        raise EdgecnnError(f"{info.name} in {folder} is not in CIFAR's python format: {error}") from error
-    except OSError as error:  # URLError is an OSError
-        raise EdgecnnError(f"could not download {info.name} ({error}); {where}") from error
+    if not present:
+        missing = next(name for name in names if not (folder / name).is_file())
+        raise EdgecnnError(f"{info.name} in {folder} is incomplete ({missing} is missing): {where}")
+    checksums = "synthetic" if synthetic else "verified" if verify else "not checked"
+    if checksums == "verified":
+        md5 = dict(table.train_list + table.test_list) | {table.meta["filename"]: table.meta["md5"]}
+        wrong = next((name for name in names if not check_integrity(str(folder / name), md5[name])), None)
+        if wrong:
+            raise EdgecnnError(f"{info.name} in {folder} is not Toronto's (checksum mismatch in {wrong}); "
+                               f"{NO_VERIFY_HINT}")
+    label_key = "labels" if info.name == "cifar10" else "fine_labels"
 
-    def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        labels = torch.tensor(ds.targets, dtype=torch.int64)
-        if labels.numel() and (labels.min() < 0 or labels.max() >= info.num_classes):
-            raise EdgecnnError(f"{info.name} in {folder} has labels outside 0..{info.num_classes - 1}")
-        return images, labels
+    def split(entries: list) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [_cifar_batch(folder / name, label_key, info.num_classes) for name, _ in entries]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    return tensors(train), tensors(test), list(train.classes)
+    meta = _unpickle(folder / table.meta["filename"])
+    classes = meta.get(table.meta["key"])
+    if not isinstance(classes, list) or len(classes) != info.num_classes:
+        raise EdgecnnError(f"{folder / table.meta['filename']} does not name {info.num_classes} classes under "
+                           f"{table.meta['key']!r}")
+    classes = [c.decode("latin1") if isinstance(c, bytes) else str(c) for c in classes]
+    return Files(split(table.train_list), split(table.test_list), classes, root.resolve(), checksums)
 
 
 # ---------------------------------------------------------------------------------------------- Fashion-MNIST
 
-def _fashion_root(data_dir: Path | None, download: bool) -> Path:
-    """A root in torchvision's FashionMNIST layout, extracting Debian-style .gz files into the cache if needed."""
-    if data_dir and (data_dir / "FashionMNIST" / "raw").is_dir():
-        return data_dir
-    source = data_dir or DEBIAN_FASHION_MNIST
-    found = {name: next((p for p in (source / name, source / f"{name}.gz") if p.is_file()), None)
-             for name in FASHION_FILES}
-    if all(found.values()):
-        root = cache_dir() / "datasets" / "fashion-mnist"
-        raw = root / "FashionMNIST" / "raw"
-        for name, path in found.items():
-            target = raw / name
-            if not target.is_file() or target.stat().st_mtime < path.stat().st_mtime:
-                data = path.read_bytes()
-                try:
-                    atomic_write_bytes(target, gzip.decompress(data) if path.suffix == ".gz" else data)
-                except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
-                    raise EdgecnnError(f"cannot read {path}: {error}") from error
-        return root
-    if download:
-        return data_dir or cache_dir() / "datasets"
-    if data_dir:
-        missing = ", ".join(n for n, p in found.items() if p is None)
-        raise EdgecnnError(f"fashion-mnist not found in {data_dir}: expected {missing} (optionally .gz), or "
-                           "torchvision's layout DIR/FashionMNIST/raw")
-    raise EdgecnnError("fashion-mnist not found: install Debian's dataset-fashion-mnist "
-                       f"(files in {DEBIAN_FASHION_MNIST}), pass --data-dir, or --download when online")
+_IDX_TYPES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "16-bit integers", 0x0C: "32-bit integers",
+              0x0D: "32-bit floats", 0x0E: "64-bit floats"}
 
 
-def _load_fashion_mnist(info: DatasetInfo, data_dir: Path | None, download: bool):
-    from torchvision.datasets import FashionMNIST
-
-    root = _fashion_root(data_dir, download)
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX file (.gz or not) of unsigned bytes with `ndim` dimensions, header and size checked; every way it can
+    be wrong is a one-line error naming the file."""
     try:
-        train = FashionMNIST(str(root), train=True, download=download)
-        test = FashionMNIST(str(root), train=False)
-    except (AssertionError, RuntimeError, ValueError, IndexError) as error:
-        raise EdgecnnError(f"fashion-mnist files in {root} are corrupt or not in IDX format") from error
-    except OSError as error:
-        raise EdgecnnError(f"could not download fashion-mnist ({error})") from error
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+        raise EdgecnnError(f"cannot read {path}: {error}") from error
+    if len(data) < 4 or data[:2] != b"\0\0":
+        raise EdgecnnError(f"{path} is not an IDX file (it does not start with the IDX magic number)")
+    kind, dims = data[2], data[3]
+    if kind != 0x08:
+        raise EdgecnnError(f"{path} is an IDX file of {_IDX_TYPES.get(kind, f'unknown type 0x{kind:02x}')}, not "
+                           "unsigned bytes")
+    if dims != ndim:
+        raise EdgecnnError(f"{path} has {dims} dimensions, not {ndim}")
+    header = 4 + 4 * dims
+    if len(data) < header:
+        raise EdgecnnError(f"{path} is truncated (shorter than its header)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    expected = header + math.prod(shape)
+    if len(data) != expected:
+        raise EdgecnnError(f"{path} is {'truncated' if len(data) < expected else 'too long'}: its header says "
+                           f"{'x'.join(map(str, shape))} bytes of data, it holds {len(data) - header}")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
-    def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
-        if ds.data.ndim != 3 or ds.data.shape[1:] != (28, 28) or len(ds.data) != len(ds.targets):
-            raise EdgecnnError(f"fashion-mnist files in {root} do not hold 28x28 images with one label each")
-        padded = torch.nn.functional.pad(ds.data, (2, 2, 2, 2))  # 28x28 -> 32x32, black border
-        return padded.unsqueeze(1).contiguous(), ds.targets.to(torch.int64)
 
-    return tensors(train), tensors(test), list(FASHION_CLASSES)
+def _fashion_files(data_dir: Path | None) -> tuple[Path, dict[str, Path | None]]:
+    """(the --data-dir it is, name -> file or None): the four files in torchvision's layout, else in the folder."""
+    source = data_dir or DEBIAN_FASHION_MNIST
+    folder = data_dir / "FashionMNIST" / "raw" if data_dir and (data_dir / "FashionMNIST" / "raw").is_dir() else source
+    return source, {name: next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
+                    for name in FASHION_FILES}
+
+
+def _load_fashion_mnist(info: DatasetInfo, data_dir: Path | None, download: bool, verify: bool) -> Files:
+    source, found = _fashion_files(data_dir)
+    if not all(found.values()) and download:
+        from torchvision.datasets import FashionMNIST
+
+        root = data_dir or cache_dir() / "datasets"
+        _staged_download(root, "FashionMNIST/raw", lambda staging: FashionMNIST(str(staging), download=True))
+        source, found = _fashion_files(root)
+    if not all(found.values()):
+        if data_dir:
+            missing = ", ".join(n for n, p in found.items() if p is None)
+            raise EdgecnnError(f"fashion-mnist not found in {data_dir}: expected {missing} (optionally .gz), or "
+                               "torchvision's layout DIR/FashionMNIST/raw")
+        raise EdgecnnError("fashion-mnist not found: install Debian's dataset-fashion-mnist "
+                           f"(files in {DEBIAN_FASHION_MNIST}), pass --data-dir, or --download when online")
+
+    def split(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images_path, labels_path = found[f"{prefix}-images-idx3-ubyte"], found[f"{prefix}-labels-idx1-ubyte"]
+        images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
+        if images.shape[1:] != (28, 28):
+            raise EdgecnnError(f"{images_path} holds {images.shape[1]}x{images.shape[2]} images, not 28x28")
+        if len(images) != len(labels):
+            raise EdgecnnError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+        if len(labels) and labels.max() >= info.num_classes:
+            raise EdgecnnError(f"{labels_path} has labels outside 0..{info.num_classes - 1}")
+        padded = np.zeros((len(images), 1, 32, 32), np.uint8)
+        padded[:, 0, 2:30, 2:30] = images  # 28x28 -> 32x32, black border
+        return torch.from_numpy(padded), torch.from_numpy(labels.astype(np.int64))
+
+    return Files(split("train"), split("t10k"), list(FASHION_CLASSES), source.resolve(), "format only")
 
 
 # ------------------------------------------------------------------------------------------ synthetic CIFAR

@@ -27,3 +27,15 @@ class UnknownNameError(EdgecnnError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
+
+
+def one_line(text: str) -> str:
+    """`text` as one line of output: a user's value with a newline in it (a path, a name) cannot split a message."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def describe_error(error: BaseException, limit: int = 240) -> str:
+    """`Type: first line` of an exception for a one-line report, cut at a word boundary when long."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."

@@ -1,10 +1,8 @@
 """tcmalloc for the commands that train on the CPU.
 
 A CPU training step allocates and frees every activation and gradient buffer, megabytes each. glibc hands blocks
-that large back to the kernel on free and page-faults them in again on the next allocation; tcmalloc keeps them.
-Measured on exp13 (Fashion-MNIST, the `fast` recipe's batch 64, 2-core x86): 146.0 -> 164.8 img/s, the same
-arithmetic and the same weights (`benchmarks/train_throughput.py`, README "CPU training speed"). jemalloc, tried
-the same way, halved the speed (its default decay returns memory even more eagerly), so it is not used.
+that large back to the kernel on free and page-faults them in again on the next allocation; tcmalloc keeps them
+(docs/training.md has the measured gain; jemalloc, tried the same way, was slower).
 
 An allocator can only be swapped at process start, so `edgecnn train / compress / pipeline / reproduce` re-execute
 themselves once with the library in LD_PRELOAD, as PyTorch's own CPU launcher does

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.bench.options import BenchPlan
+from edgecnn.export.options import ExportOptions
 from edgecnn.report import ReportData
 
 
@@ -37,13 +39,11 @@ class PipelineConfig:
     batch_size: int | None = None
     lr: float | None = None
     retrain: bool = False
-    formats: tuple[str, ...] = ("onnx", "tflite")
-    int8: bool = True
-    calib_samples: int = 1000
+    export: ExportOptions = field(default_factory=lambda: ExportOptions(int8=True))  # the main job ships int8
     devices: tuple[str, ...] = ("host",)
     threads: tuple[int, ...] | None = None  # None: each device profile's own
-    bench_runs: int = 100
-    bench_warmup: int = 10
+    bench_runs: int = BenchPlan.runs
+    bench_warmup: int = BenchPlan.warmup
     sample: int | None = None
     max_drop: float = 1.0
     qat_above_pp: float | None = 0.5  # int8 drop that triggers a QAT run (worst int8 file, pp); None: never
@@ -51,6 +51,7 @@ class PipelineConfig:
     qat_images_per_epoch: int | None = None  # None: the whole training split
     data_dir: str | None = None
     download: bool = False  # let the training stage download CIFAR into data_dir (the later stages then find it)
+    verify: bool = True  # False: train on a CIFAR folder that is the user's own copy (--no-verify; the run records it)
     runs_dir: str | None = None  # None: ./runs or $EDGECNN_RUNS_DIR
     artifacts_dir: str = "artifacts"
     store: str | None = None
@@ -91,7 +92,8 @@ def pipeline_run_name(model: str, dataset: str) -> str:
 
 def train_stage(model: str, config: PipelineConfig, log: StageLog, hooks: Hooks):
     from edgecnn.compress.train import TrainConfig, train
-    from edgecnn.runs import Run, find_run, runs_root
+    from edgecnn.compress.rebuild import find_run
+    from edgecnn.runs import Run, runs_root
 
     own = runs_root(config.runs_dir) / pipeline_run_name(model, config.dataset)
     if (own / "result.json").is_file():
@@ -109,32 +111,29 @@ def train_stage(model: str, config: PipelineConfig, log: StageLog, hooks: Hooks)
             pass  # none yet: train one
     trained = train(TrainConfig(model=model, dataset=config.dataset, recipe=config.recipe, epochs=config.epochs,
                                 batch_size=config.batch_size, lr=config.lr, data_dir=config.data_dir,
-                                download=config.download, runs_dir=config.runs_dir,
+                                download=config.download, verify=config.verify, runs_dir=config.runs_dir,
                                 name=own.name), reporter=hooks.train_reporter())
     log.add(model, "train", "done", f"trained {trained.path}")
     return trained
 
 
-def _export_options(config: PipelineConfig):
-    from edgecnn.export.pipeline import ExportOptions
-
-    return ExportOptions(formats=config.formats, int8=config.int8, calib_samples=config.calib_samples)
-
-
 def _export_is_current(folder: Path, checkpoint: Path, config: PipelineConfig) -> bool:
+    """export.json is complete, newer than the checkpoint, made with these options, and every file checked."""
+    from dataclasses import asdict
+
+    from edgecnn.export.record import ExportRecord
+
     try:
-        report = json.loads((folder / "export.json").read_text())
-    except (OSError, ValueError):
+        record = ExportRecord.read(folder)
+    except EdgecnnError:
         return False
-    options = report.get("options", {})
-    expected = 1 + len(config.formats) * (2 if config.int8 else 1)  # the PyTorch row + every file
-    artifacts = report.get("artifacts", [])
-    return ((folder / "export.json").stat().st_mtime >= checkpoint.stat().st_mtime
-            and tuple(options.get("formats", ())) == tuple(config.formats) and options.get("int8") == config.int8
-            and ("tflite" not in config.formats
-                 or options.get("tflite_layout", "NCHW") == _export_options(config).tflite_layout)
-            and len(artifacts) == expected and all(a.get("status") == "ok" for a in artifacts)
-            and all((folder / a["file"]).is_file() for a in artifacts if a.get("file")))
+    def files_made_by(options: dict) -> dict:  # threads only says how the accuracy was measured
+        return {k: v for k, v in options.items() if k != "threads"}
+
+    wanted = json.loads(json.dumps(asdict(config.export)))  # tuples as the JSON record holds them
+    return (record.complete and files_made_by(record.options) == files_made_by(wanted)
+            and record.path.stat().st_mtime >= checkpoint.stat().st_mtime
+            and all(a.ok for a in record.artifacts) and all((folder / a.file).is_file() for a in record.files()))
 
 
 def export_stage(model: str, run, config: PipelineConfig, log: StageLog, hooks: Hooks) -> Path:
@@ -145,7 +144,8 @@ def export_stage(model: str, run, config: PipelineConfig, log: StageLog, hooks: 
     if _export_is_current(folder, checkpoint, config):
         log.add(model, "export", "skipped", f"{folder}/export.json is up to date")
         return folder
-    report = export_checkpoint(checkpoint, folder, _export_options(config), data_dir=config.data_dir, progress=hooks.export_progress())
+    report = export_checkpoint(checkpoint, folder, config.export, data_dir=config.data_dir,
+                               progress=hooks.export_progress())
     failed = [a["name"] for a in report["artifacts"] if a["status"] != "ok"]
     log.add(model, "export", "failed" if failed else "done",
             f"{folder}" + (f" ({', '.join(failed)} failed; the rest goes on)" if failed else ""))
@@ -154,11 +154,9 @@ def export_stage(model: str, run, config: PipelineConfig, log: StageLog, hooks: 
 
 def int8_drop_pp(export_dir: Path) -> float | None:
     """The worst int8 file's accuracy loss against PyTorch fp32, in points (None: no measured int8 file)."""
-    artifacts = json.loads((Path(export_dir) / "export.json").read_text())["artifacts"]
-    reference = next(a["accuracy"] for a in artifacts if a["format"] == "pytorch")
-    drops = [100 * (reference - a["accuracy"]) for a in artifacts
-             if a["precision"] == "int8" and a["status"] == "ok" and a.get("accuracy") is not None]
-    return max(drops) if drops else None
+    from edgecnn.export.record import ExportRecord
+
+    return ExportRecord.read(export_dir).int8_drop_pp()
 
 
 def qat_stage(model: str, run, export_dir: Path, config: PipelineConfig, log: StageLog, hooks: Hooks) -> Path | None:
@@ -171,7 +169,7 @@ def qat_stage(model: str, run, export_dir: Path, config: PipelineConfig, log: St
     from edgecnn.compress.methods.qat import quantization_aware_finetune
     from edgecnn.runs import Run, runs_root
 
-    if not config.int8 or config.qat_above_pp is None:
+    if not config.export.int8 or config.qat_above_pp is None:
         return None
     drop = int8_drop_pp(export_dir)
     if drop is None or drop <= config.qat_above_pp:
@@ -199,39 +197,34 @@ def qat_stage(model: str, run, export_dir: Path, config: PipelineConfig, log: St
 
 
 def bundle_stage(model: str, export_dir: Path, config: PipelineConfig, log: StageLog) -> Path:
-    from edgecnn.export.bundle import make_bundle, verify_bundle
+    from edgecnn.export.bundle import bundle_is_current, make_bundle
 
     folder = export_dir / "bundle"
-    manifest, archive = folder / "manifest.json", export_dir / "bundle.tar.gz"
-    if (manifest.is_file() and archive.is_file()
-            and manifest.stat().st_mtime >= (export_dir / "export.json").stat().st_mtime):
-        try:
-            verify_bundle(folder)
-            log.add(model, "bundle", "skipped", f"{folder} is up to date")
-            return folder
-        except EdgecnnError:
-            pass  # changed or damaged: rebuild it
-    make_bundle(export_dir, folder, data_dir=config.data_dir)
-    log.add(model, "bundle", "done", f"{folder} and {archive}")
+    if bundle_is_current(export_dir, folder):
+        log.add(model, "bundle", "skipped", f"{folder} is up to date")
+        return folder
+    make_bundle(export_dir, folder, data_dir=config.data_dir)  # none yet, older than the export, or damaged
+    log.add(model, "bundle", "done", f"{folder} and its .tar.gz")
     return folder
 
 
 def bench_stage(model: str, bundle: Path, config: PipelineConfig, log: StageLog, hooks: Hooks, store) -> list[str]:
     """Bench the devices that lack a complete set of rows for this bundle; returns the devices' error lines."""
-    from edgecnn.bench.harness import BenchPlan, bundle_id, load_bundle, run_bench, select_artifacts
+    from edgecnn.bench.harness import reference_checkpoint, run_bench, select_artifacts, thread_counts
     from edgecnn.devices.profiles import get_profile
+    from edgecnn.export.bundle import Manifest
 
-    manifest = load_bundle(bundle)
-    checkpoint = json.loads((Path(bundle).parent / "export.json").read_text()).get("checkpoint")
+    manifest = Manifest.read(bundle)
     plan = BenchPlan(runs=config.bench_runs, warmup=config.bench_warmup, threads=config.threads, sample=config.sample,
-                     checkpoint=checkpoint if checkpoint and Path(checkpoint).is_file() else None)
-    name = bundle_id(bundle, manifest)
-    have = {(r["device"], r["file"], r["threads"]) for r in store.rows() if r["bundle"] == name}
+                     checkpoint=reference_checkpoint(None, Path(bundle).parent))
+    name = manifest.bundle_id
+    have = {(r["device"], r["file"], r["threads"]) for r in store.rows() if r["bundle"] == name
+            and r["status"] == "ok"}  # a file that failed is benched again
     todo = []
     for device in config.devices:
         profile = get_profile(device)
         needed = {(profile.name, a["file"], t) for a in select_artifacts(manifest, plan)
-                  for t in (plan.threads or profile.threads)}
+                  for t in thread_counts(profile, plan)}
         if needed <= have:
             log.add(model, f"bench {profile.name}", "skipped", f"{len(needed)} measurements already in {store.path}")
         else:
@@ -269,7 +262,7 @@ def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None) -> tuple[St
         run = train_stage(model, config, log, hooks)
         hooks.stage(model, "export")
         export_dir = export_stage(model, run, config, log, hooks)
-        if config.int8 and config.qat_above_pp is not None:
+        if config.export.int8 and config.qat_above_pp is not None:
             hooks.stage(model, "qat")
         qat_export = qat_stage(model, run, export_dir, config, log, hooks)
         for folder in (export_dir, qat_export) if qat_export else (export_dir,):

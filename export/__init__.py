@@ -1,4 +1,4 @@
-"""Stage 2 of edgecnn: ONNX and TFLite export, int8 calibration and accuracy of the exported files.
-
-This stage has no code yet; see the README's status section. `edgecnn export` appears when it works.
-"""
+"""The export stage: a trained run -> model files in every format and graph form, each measured through its own
+runtime (pipeline.py, one module per format: onnx.py, tflite.py), the exact deploy-time rewrites it converts
+(reparam.py), its record (record.py: export.json), deployment bundles (bundle.py) and the single-file runner that
+runs them on a device (runner.py)."""

@@ -19,60 +19,50 @@ import io
 import json
 import shutil
 import tarfile
+import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
-from edgecnn.io import atomic_write_bytes, atomic_write_text, sha256_file
+from edgecnn.io import atomic_write_bytes, atomic_write_text, folder_lock, sha256_file, tar_gz
 
 from . import runner
+from .record import ExportRecord
 
 BUNDLE_FORMAT = "edgecnn-bundle/1"
-REQUIREMENTS = "numpy>=1.24\nonnxruntime>=1.20    # for .onnx files\nai-edge-litert>=1.2  # for .tflite files\n"
-
-
-def _io_details(path: Path) -> dict:
-    """Input/output dtype and quantisation of a model file, read by its runtime (what the device will see)."""
-    model = runner.open_model(str(path), threads=1)
-    if isinstance(model, runner.LiteRTBackend):
-        def describe(d):
-            scale, zero = d["quantization"]
-            return {"shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-                    "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
-        return {"input": describe(model.input), "output": describe(model.output)}
-    inp, out = model.session.get_inputs()[0], model.session.get_outputs()[0]
-    return {"input": {"name": inp.name, "shape": [d if isinstance(d, int) else "N" for d in inp.shape],
-                      "dtype": "float32", "quantization": None},
-            "output": {"name": out.name, "shape": [d if isinstance(d, int) else "N" for d in out.shape],
-                       "dtype": "float32", "quantization": None}}
+#: what a device installs to run a file of each kind (the runner's Backend for that suffix)
+RUNTIME_REQUIREMENTS = {".onnx": "onnxruntime>=1.20", ".tflite": "ai-edge-litert>=1.2"}
 
 
 def make_bundle(export_dir: str | Path, out_dir: str | Path, *, sample: int = 1000, data_dir: str | None = None,
-                archive: bool = True) -> Path:
-    """Build a bundle from an export folder; returns the bundle folder (and writes <folder>.tar.gz beside it)."""
-    from edgecnn.data import load_dataset
+                archive: bool = True, files: list[str] | None = None) -> Path:
+    """Build a bundle from an export folder; returns the bundle folder (and writes <folder>.tar.gz beside it).
+    The folder the bundle is written into is locked meanwhile, so two processes never build it at once. `files`
+    limits it to those model files (a device's bundle: bench.harness.files_for_device chooses them)."""
+    from edgecnn.data import load_recorded
 
     export_dir, out_dir = Path(export_dir), Path(out_dir)
-    report_path = export_dir / "export.json"
-    if not report_path.is_file():
-        raise EdgecnnError(f"{export_dir} holds no export.json; run 'edgecnn export' first")
-    try:
-        report = json.loads(report_path.read_text())
-    except ValueError as error:
-        raise EdgecnnError(f"{report_path} is not valid JSON: {error}") from error
-    artifacts = [a for a in report["artifacts"] if a["file"] and a["status"] == "ok"]
+    record = ExportRecord.read(export_dir)  # everything that can refuse comes before any file is written
+    artifacts = [a for a in record.files() if files is None or a.file in files]
     if not artifacts:
-        raise EdgecnnError(f"{report_path} lists no exported file that passed its check")
+        raise EdgecnnError(f"{record.path} lists no exported file that passed its check")
     for artifact in artifacts:
-        file = export_dir / artifact["file"]
-        if not file.is_file() or sha256_file(file) != artifact["sha256"]:
+        file = export_dir / artifact.file
+        if not file.is_file() or sha256_file(file) != artifact.sha256:
             raise EdgecnnError(f"{file} is missing or changed since export (sha256 differs from export.json)")
+    if sample < 1:
+        raise EdgecnnError("--sample must be at least 1")
+    data = load_recorded(record.data, data_dir, what=f"the export in {export_dir}")
+    with folder_lock(out_dir.parent, "bundle folder"):
+        return _make_bundle(record, artifacts, data, out_dir, sample, archive)
 
-    described = report["data"]
-    data = load_dataset(described["dataset"], data_dir, in_chans=described["in_chans"])
+
+def _make_bundle(record: ExportRecord, artifacts: list, data, out_dir: Path, sample: int, archive: bool) -> Path:
+    export_dir, described = record.folder, record.data
     test = data.split("test")
     count = min(sample, len(test))
     index = np.sort(np.random.default_rng(0).choice(len(test), size=count, replace=False))
@@ -81,30 +71,33 @@ def make_bundle(export_dir: str | Path, out_dir: str | Path, *, sample: int = 10
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for artifact in artifacts:
-        shutil.copyfile(export_dir / artifact["file"], staging / artifact["file"])
+        shutil.copyfile(export_dir / artifact.file, staging / artifact.file)
     _save_npy(staging / "sample_images.npy", test.images[index].numpy())
     _save_npy(staging / "sample_labels.npy", test.labels[index].numpy().astype(np.int64))
     (staging / "labels.txt").write_text("".join(f"{name}\n" for name in described["classes"]))
-    (staging / "requirements.txt").write_text(REQUIREMENTS)
+    (staging / "requirements.txt").write_text(requirements(a.file for a in artifacts))
     shutil.copyfile(runner.__file__, staging / "runner.py")
-    (staging / "README.md").write_text(_readme(report, artifacts, count))
+    (staging / "README.md").write_text(_readme(record, artifacts, count))
 
     manifest = {
         "format": BUNDLE_FORMAT, "edgecnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "model": report["model"], "dataset": described["dataset"], "classes": described["classes"],
+        "model": record.model, "dataset": described["dataset"], "classes": described["classes"],
         "input": {"shape": [1, described["in_chans"], 32, 32], "layout": "NCHW", "dtype": "uint8 image",
                   "mean": described["mean"], "std": described["std"],
                   "preprocessing": "x = (uint8 / 255 - mean) / std per channel, float32 NCHW"},
-        "head_activation": report.get("head_activation"),
+        "head_activation": record.head_activation,
         "sample": {"images": "sample_images.npy", "labels": "sample_labels.npy", "count": count,
                    "split": "test", "seed": 0},
-        "artifacts": [{"file": a["file"], "format": a["format"], "precision": a["precision"],
-                       "runtime": runner.BACKENDS[Path(a["file"]).suffix].runtime,
-                       "layout": a.get("details", {}).get("layout", "NCHW"),
-                       "bytes": a["bytes"], "sha256": a["sha256"], **_io_details(staging / a["file"]),
-                       "export_accuracy": a["accuracy"], "export_agreement": a["agreement"]}
+        "artifacts": [{"file": a.file, "format": a.format, "precision": a.precision, "form": a.form,
+                       "mmacs": a.mmacs, "ops": a.ops,
+                       "runtime": runner.BACKENDS[Path(a.file).suffix].runtime,
+                       "requires": [RUNTIME_REQUIREMENTS[Path(a.file).suffix]],
+                       "layout": a.details.get("layout", "NCHW"), "bytes": a.bytes, "sha256": a.sha256,
+                       **runner.open_model(str(staging / a.file), threads=1).io_details(),
+                       "export_accuracy": a.accuracy, "export_agreement": a.agreement}
                       for a in artifacts],
-        "export": {"split": report["split"], "images": report["images"], "artifacts": report["artifacts"]},
+        "export": {"split": record.split, "images": record.images,
+                   "artifacts": [asdict(a) for a in record.artifacts]},
         "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir())},
     }
     atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -116,18 +109,99 @@ def make_bundle(export_dir: str | Path, out_dir: str | Path, *, sample: int = 10
     return out_dir
 
 
+def requirements(files) -> str:
+    """requirements.txt: numpy, then one section per runtime the bundle's files need (a device installs only the
+    sections of the files it runs)."""
+    by_runtime: dict[str, list[str]] = {}
+    for file in files:
+        by_runtime.setdefault(RUNTIME_REQUIREMENTS[Path(file).suffix], []).append(file)
+    sections = "".join(f"\n# for {', '.join(names)}\n{requirement}\n" for requirement, names in by_runtime.items())
+    return f"numpy>=1.24\n{sections}"
+
+
+def bundle_is_current(export_dir: str | Path, folder: str | Path) -> bool:
+    """Whether `folder` is a bundle of the export in `export_dir` made after its export record, with its archive
+    beside it, and every file still matching its sha256."""
+    folder = Path(folder)
+    manifest, archive = folder / "manifest.json", folder.with_name(folder.name + ".tar.gz")
+    record = Path(export_dir) / "export.json"
+    if not (manifest.is_file() and archive.is_file() and record.is_file()
+            and manifest.stat().st_mtime >= record.stat().st_mtime):
+        return False
+    try:
+        verify_bundle(folder)
+    except EdgecnnError:
+        return False
+    return True
+
+
+def newest_bundle(root: str | Path) -> Path:
+    """The bundle folder under `root` (one per export folder) whose manifest is the newest that verifies."""
+    found = []
+    for manifest in Path(root).glob("*/bundle/manifest.json"):
+        try:
+            created = json.loads(manifest.read_text()).get("created", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        found.append((str(created), manifest.parent))
+    for _, folder in sorted(found, reverse=True):
+        try:
+            verify_bundle(folder)
+            return folder
+        except EdgecnnError:
+            continue
+    raise EdgecnnError(f"no bundle under {root}/; make one with 'edgecnn export --model NAME --int8' (it writes "
+                       "<export>/bundle), or pass --bundle DIR|TAR")
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     path.write_bytes(buffer.getvalue())
 
 
-def tar_gz(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(folder.iterdir()):
-            tar.add(path, arcname=f"{folder.name}/{path.name}", recursive=False)
-    return buffer.getvalue()
+def unpack_cached(archive: str | Path, cache: str | Path) -> Path:
+    """The bundle folder of an archive, unpacked once into `cache/<archive hash>/`: into a temporary folder first,
+    renamed into place only when complete and verified; a cached folder that does not verify (an unpacking that
+    was killed half-way, a file changed since) is unpacked again."""
+    archive, cache = Path(archive), Path(cache)
+    if not archive.name.endswith((".tar.gz", ".tgz")):
+        raise EdgecnnError(f"{archive} is neither a bundle folder nor a .tar.gz")
+    try:
+        target = cache / sha256_file(archive)[:16]
+    except OSError as error:
+        raise EdgecnnError(f"cannot read {archive}: {error.strerror or error}") from error
+    found = _verified_child(target)
+    if found:
+        return found
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=cache))
+    try:
+        folder = extract_bundle(archive, staging)
+        if target.exists():
+            shutil.rmtree(target)  # the damaged copy found above
+        try:
+            staging.rename(target)
+        except OSError:  # another process put a complete copy there meanwhile
+            found = _verified_child(target)
+            if found:
+                return found
+            raise EdgecnnError(f"cannot unpack {archive} into {target}") from None
+        return target / folder.name
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _verified_child(folder: Path) -> Path | None:
+    """The one bundle folder inside `folder` if it verifies, else None."""
+    children = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    if len(children) != 1:
+        return None
+    try:
+        verify_bundle(children[0])
+    except EdgecnnError:
+        return None
+    return children[0]
 
 
 def extract_bundle(archive: str | Path, dest: str | Path) -> Path:
@@ -160,12 +234,50 @@ def verify_bundle(folder: str | Path) -> dict:
         raise EdgecnnError(str(error)) from error
 
 
-def _readme(report: dict, artifacts: list[dict], count: int) -> str:
-    rows = "\n".join(f"| {a['file']} | {a.get('details', {}).get('layout', 'NCHW')} | {a['accuracy']:.2%} | "
-                     f"{a['agreement']:.2%} |" for a in artifacts)
-    return f"""# {report['model']} ({report['dataset']}) — edgecnn deployment bundle
+@dataclass(frozen=True)
+class Manifest:
+    """A bundle's manifest.json, read only after every file's sha256 was checked: the one reader every later stage
+    (bench, report) uses."""
 
-On the device: `pip install -r requirements.txt` (only the runtime you use is needed), then
+    folder: Path
+    model: str
+    dataset: str
+    classes: list
+    input: dict
+    artifacts: list  # one dict per model file: file, format, precision, runtime, requires, layout, sha256, ...
+    sample: dict
+    created: str
+    digest: str  # sha256 of manifest.json itself
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Manifest:
+        folder = Path(folder)
+        try:
+            raw = runner.verify_bundle(str(folder))
+        except runner.BundleError as error:
+            raise EdgecnnError(f"bundle {folder}: {error}") from None
+        kinds = {"model": str, "dataset": str, "classes": list, "input": dict, "sample": dict}
+        wrong = next((k for k, kind in kinds.items() if not isinstance(raw.get(k), kind)), None)
+        if wrong:
+            raise EdgecnnError(f"bundle {folder}: manifest.json is damaged ({wrong!r} is missing or malformed)")
+        return cls(folder, raw["model"], raw["dataset"], raw["classes"], raw["input"], raw["artifacts"],
+                   raw["sample"], str(raw.get("created", "")), sha256_file(folder / "manifest.json"))
+
+    @property
+    def bundle_id(self) -> str:
+        """The bundle's name on devices and in the results store: model and the manifest's hash, so two different
+        bundles never share a folder or a row."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.model)
+        return f"{safe}-{self.digest[:12]}"
+
+
+def _readme(record: ExportRecord, artifacts: list, count: int) -> str:
+    rows = "\n".join(f"| {a.file} | {a.details.get('layout', 'NCHW')} | {a.accuracy:.2%} | {a.agreement:.2%} |"
+                     for a in artifacts)
+    return f"""# {record.model} ({record.dataset}) — edgecnn deployment bundle
+
+On the device: `pip install -r requirements.txt` (numpy, and only the section of the runtime your files need),
+then
 
     python runner.py verify                          # sha256 of every file against manifest.json
     python runner.py eval                            # accuracy of every model file on the {count} sample images
@@ -176,7 +288,7 @@ Every command verifies the hashes first and refuses a bundle whose files changed
 32x32; the runner normalizes them (mean/std in manifest.json), lays them out as each file takes them (NCHW, or
 channel-last NHWC for TFLite files; manifest.json says per file) and quantizes them itself for int8 files.
 
-Accuracy measured at export on the whole {report['split']} split ({report['images']} images):
+Accuracy measured at export on the whole {record.split} split ({record.images} images):
 
 | file | input layout | accuracy | top-1 agreement with PyTorch fp32 |
 |---|---|---|---|

@@ -1,17 +1,14 @@
 """ONNX: fp32 through torch's dynamo exporter + onnxsim, int8 through onnxruntime.quantization (static QDQ).
 
-Choices, measured on this project's x86 host (../shared/toolchain-feasibility.md):
-- dynamo exporter, opset 18, weights inside the one file (these models are < 200 MB), dynamic batch dimension.
+- dynamo exporter, opset 18, weights inside the one file (these models are small), dynamic batch dimension.
 - int8 = `quant_pre_process` then `quantize_static` in QDQ format with per-channel int8 weights. Activations are
-  uint8 by default ("u8s8"): on x86 without VNNI onnxruntime then runs every conv as QLinearConv, whereas with int8
-  activations ("s8s8") it left about half of them as float Conv between DequantizeLinear/QuantizeLinear. ARM
-  targets may prefer s8s8; the scheme is a parameter.
-- u8s8 quantizes weights to 7 bits (`reduce_range`). The AVX2 u8 x s8 kernel (vpmaddubsw) adds pairs of products
-  into int16 and saturates with full-range weights; on exp13 / Fashion-MNIST (benchmarks/onnx_int8_schemes.py)
-  that cost 0.8 pp of accuracy (top-1 agreement with fp32 95.9 %), with reduce_range 0.27 pp (98.8 %). s8s8 needs
-  no such trick.
+  uint8 by default ("u8s8"): on x86 onnxruntime then runs every conv as QLinearConv, where int8 activations
+  ("s8s8") left some of them as float Conv between DequantizeLinear/QuantizeLinear. The scheme is a parameter.
+- u8s8 quantizes weights to 7 bits (`reduce_range`): the x86 u8 x s8 kernel adds pairs of products into int16 and
+  saturates with full-range weights. s8s8 needs no such trick.
 - calibration: MinMax (default) or Percentile. Entropy is not offered: with onnxruntime's defaults it silently
   equals MinMax, and with enough bins to differ it clipped harder and lost accuracy.
+The measurements behind each choice: docs/export.md.
 """
 
 from __future__ import annotations
@@ -26,9 +23,10 @@ import torch
 from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_bytes
 
+from .options import CALIBRATION_METHODS
+
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-CALIBRATION_METHODS = ("minmax", "percentile")
 INT8_SCHEMES = {"u8s8": "QUInt8", "s8s8": "QInt8"}  # activation type; weights are always QInt8 per channel
 REDUCED_RANGE = {"u8s8": True, "s8s8": False}  # 7-bit weights against int16 saturation (see above)
 

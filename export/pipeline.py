@@ -15,73 +15,27 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgecnn import __version__
-from edgecnn.data import Dataset, load_dataset
-from edgecnn.errors import EdgecnnError
-from edgecnn.io import atomic_write_text, sha256_file
-from edgecnn.runs import build_from_checkpoint, load_checkpoint
+from edgecnn.data import Dataset, load_recorded
+from edgecnn.errors import EdgecnnError, describe_error
+from edgecnn.io import folder_lock, remove_stale_temporaries, sha256_file
+from edgecnn.progress import Progress
+from edgecnn.compress.rebuild import build_from_checkpoint
+from edgecnn.runs import load_checkpoint
 
 from . import onnx as onnx_format
 from . import tflite as tflite_format
+from .options import ExportOptions
+from .record import Artifact, ExportRecord
 from .runner import open_model, predict_batches
 
-EXPORT_FORMAT = "edgecnn-export/1"
 CALIBRATION_SEED = 0
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    formats: tuple[str, ...] = ("onnx", "tflite")
-    int8: bool = False
-    calib_samples: int = 1000
-    calib_method: str = "minmax"
-    onnx_scheme: str = "u8s8"
-    split: str = "test"
-    threads: int | None = None  # runtime threads while measuring accuracy (None: the runtime's default)
-    # export/reparam.py's rewrite of the ghost modules, per precision (exact; the README has the measurements)
-    ghost_fp32: str = "auto"
-    ghost_int8: str = "depthwise"
-    tflite_layout: str = "NHWC"  # TFLite input layout: channel-last saves the converter's input TRANSPOSE/RESHAPE
-
-
-@dataclass
-class Artifact:
-    """One row of the export table: a file, or the reason it could not be made."""
-
-    name: str
-    format: str
-    precision: str
-    file: str | None = None
-    status: str = "pending"
-    error: str | None = None
-    bytes: int | None = None
-    gzip_bytes: int | None = None  # where pruning's zeros pay: a sparse model's file compresses, a dense one barely
-    sha256: str | None = None
-    export_seconds: float | None = None
-    accuracy: float | None = None
-    agreement: float | None = None  # top-1 agreement with the PyTorch fp32 model
-    logit_mae: float | None = None  # mean |logit - PyTorch logit|
-    logit_max_err: float | None = None
-    top1_ties: int | None = None  # images whose two highest logits are equal (the ReLU6-on-logits quirk)
-    eval_seconds: float | None = None
-    details: dict = field(default_factory=dict)
-
-
-class Progress:
-    """What the pipeline tells its caller; the CLI draws rich bars, the library default stays quiet."""
-
-    @contextlib.contextmanager
-    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        yield lambda n: None
-
-    def note(self, message: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -90,6 +44,20 @@ class Format:
     export_fp32: Callable  # (model, path, in_chans, metadata, options) -> details
     export_int8: Callable  # (model, fp32_path, path, in_chans, calibration, options, on_batch) -> details
     int8_from_file: bool  # int8 quantizes a float file of the same format (ONNX) rather than the model (TFLite)
+    prepare: Callable  # (model, form) -> the module this format converts for that graph form
+    count_ops: Callable  # (path) -> operators in the file
+
+
+def _onnx_nodes(path: Path) -> int:
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def _channel_last_unless_naive(model: torch.nn.Module, form: str) -> torch.nn.Module:
+    from .reparam import channel_last
+
+    return model if form == "naive" else channel_last(model)[0]
 
 
 FORMATS = {
@@ -98,7 +66,7 @@ FORMATS = {
         lambda model, path, in_chans, meta, opts: onnx_format.export_fp32(model, path, in_chans, meta),
         lambda model, fp32, path, in_chans, calib, opts, tick: onnx_format.quantize_int8(
             fp32, path, calib, method=opts.calib_method, scheme=opts.onnx_scheme, on_batch=tick),
-        int8_from_file=True,
+        int8_from_file=True, prepare=lambda model, form: model, count_ops=_onnx_nodes,
     ),
     "tflite": Format(
         ".tflite",
@@ -106,9 +74,22 @@ FORMATS = {
                                                                              opts.tflite_layout),
         lambda model, fp32, path, in_chans, calib, opts, tick: tflite_format.export_int8(
             model, path, in_chans, calib, on_batch=tick, layout=opts.tflite_layout),
-        int8_from_file=False,
+        int8_from_file=False, prepare=_channel_last_unless_naive,
+        count_ops=lambda path: sum(tflite_format.count_ops(path).values()),
     ),
 }
+#: how a form's files are told apart: model.int8.tflite (op-minimal, the default), model.int8.macs.tflite, ...
+FORM_TAGS = {"op-minimal": "", "mac-preserving": "macs", "layout-free": "nolayout", "naive": "naive"}
+
+
+def file_name(form: str, precision: str, suffix: str) -> str:
+    tag = FORM_TAGS[form]
+    return f"model.{precision}{'.' + tag if tag else ''}{suffix}"
+
+
+def row_name(format_name: str, precision: str, form: str) -> str:
+    tag = FORM_TAGS[form]
+    return f"{format_name}-{precision}{'-' + tag if tag else ''}"
 
 
 def gzip_size(path: Path) -> int:
@@ -116,14 +97,6 @@ def gzip_size(path: Path) -> int:
     import gzip
 
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=6))
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown or not names:
-        raise EdgecnnError(f"unknown format {', '.join(unknown) or repr(text)}; use a comma list of {', '.join(FORMATS)}")
-    return names
 
 
 def calibration_images(data: Dataset, count: int, seed: int = CALIBRATION_SEED) -> np.ndarray:
@@ -185,45 +158,55 @@ def _int8_input(spec: Format, fp32_path: Path, fp32_ok: bool, same_graph: bool, 
         yield float_file
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
-
-
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: ExportOptions = ExportOptions(), *,
                       data_dir: str | None = None, model_name: str | None = None,
                       progress: Progress | None = None) -> dict:
-    """Export one checkpoint; returns the report also written to out_dir/export.json."""
+    """Export one checkpoint; returns the report also written to out_dir/export.json. The folder is locked for
+    the whole export: a second process exporting into it is refused."""
     progress = progress or Progress()
-    for name in options.formats:
-        if name not in FORMATS:
-            raise EdgecnnError(f"unknown format {name!r}; use {', '.join(FORMATS)}")
-    from .reparam import check_ghost_rewrite, reparameterize
+    options = options.checked()
+    payload, model, data = _load_source(checkpoint, options, data_dir, model_name)  # refusals write nothing
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise EdgecnnError(f"{out_dir} is a file, not a folder for the export")
+    with folder_lock(out_dir, "export folder"):
+        remove_stale_temporaries(out_dir)
+        return _export_checkpoint(checkpoint, Path(out_dir), options, payload, model, data, progress)
 
-    check_ghost_rewrite(options.ghost_fp32, "ghost_fp32")
-    check_ghost_rewrite(options.ghost_int8, "ghost_int8")
-    tflite_format.check_layout(options.tflite_layout, "tflite_layout")
+
+def _load_source(checkpoint: str | Path, options: ExportOptions, data_dir: str | None, model_name: str | None):
+    """(checkpoint payload, model, dataset) for checked options."""
     payload = load_checkpoint(checkpoint)
     model = build_from_checkpoint(payload, model=model_name, source=str(checkpoint)).eval()
     described = payload["data"]
-    data = load_dataset(described["dataset"], data_dir, in_chans=payload["in_chans"])
+    data = load_recorded(described, data_dir, what=str(checkpoint))
     if list(data.classes) != list(described["classes"]):
         raise EdgecnnError(f"{checkpoint} was trained on classes {described['classes'][:3]}..., but the dataset found "
                            f"has {list(data.classes)[:3]}...")
+    return payload, model, data
+
+
+def _export_checkpoint(checkpoint: str | Path, out_dir: Path, options: ExportOptions, payload: dict,
+                       model: torch.nn.Module, data: Dataset, progress: Progress) -> dict:
+    from edgecnn.compress.zoo.measure import count_mmacs
+
+    from .reparam import form_rewrite, reparameterize
+
+    described = payload["data"]
     split = data.split(options.split)
     labels = split.labels.numpy()
     mean, std = described["mean"], described["std"]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     with progress.task(f"PyTorch fp32 on {options.split}", len(split)) as tick:
         reference = torch_logits(model, split.images, mean, std, tick)  # the model as trained, not as rewritten
-    example = torch.zeros(1, payload["in_chans"], 32, 32)
-    sources, rewrites = {}, {}  # the graph each precision's files are converted from
-    for precision, ghost in (("fp32", options.ghost_fp32), ("int8", options.ghost_int8))[:2 if options.int8 else 1]:
-        sources[precision], rewrites[precision] = reparameterize(model, example, ghost)
-    same_graph = not options.int8 or _same_module(sources["fp32"], sources["int8"])
-    torch_row = Artifact("pytorch-fp32", "pytorch", "fp32", status="ok", **score(reference, labels, None))
+    precisions = ("fp32", "int8") if options.int8 else ("fp32",)
+    op_minimal = {"fp32": options.ghost_fp32, "int8": options.ghost_int8}
+    sources, rewrites = {}, {}  # (form, precision) -> the graph that form's files of that precision convert
+    for form in options.forms:
+        for precision in precisions:
+            ghost = form_rewrite(form, precision, op_minimal)
+            sources[form, precision], rewrites[f"{form}/{precision}"] = reparameterize(model, None, ghost)
+    torch_row = Artifact("pytorch-fp32", "pytorch", "fp32", status="ok", form="naive",
+                         mmacs=round(count_mmacs(model, payload["in_chans"]), 4), **score(reference, labels, None))
     torch_row.agreement, torch_row.logit_mae, torch_row.logit_max_err = 1.0, 0.0, 0.0
 
     metadata = {"edgecnn_version": __version__, "model": payload["model"], "dataset": described["dataset"],
@@ -231,91 +214,85 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, options: Expo
                 "image_size": "32", "mean": json.dumps(mean), "std": json.dumps(std),
                 "classes": json.dumps(described["classes"]), "input_layout": "NCHW",
                 "preprocessing": "x = (uint8 / 255 - mean) / std per channel, NCHW float32"}
-    report = {"format": EXPORT_FORMAT, "edgecnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "checkpoint": str(checkpoint), "model": payload["model"], "dataset": described["dataset"],
-              "data": described, "split": options.split, "images": len(split), "options": asdict(options),
-              "head_activation": None if payload.get("head") == "clean" else _head_activation(payload["model"]),
-              "head": payload.get("head", "faithful"), "rewrites": rewrites,
-              "artifacts": [asdict(torch_row)]}
-
-    def save() -> None:
-        atomic_write_text(out_dir / "export.json", json.dumps(report, indent=2) + "\n")
-
+    record = ExportRecord(folder=out_dir, checkpoint=str(checkpoint), model=payload["model"],
+                          dataset=described["dataset"], data=described, split=options.split, images=len(split),
+                          options=asdict(options), artifacts=[torch_row], created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                          edgecnn_version=__version__, head=payload.get("head", "faithful"),
+                          head_activation=None if payload.get("head") == "clean" else _head_activation(payload["model"]),
+                          rewrites=rewrites)
     calibration = None
     if options.int8:
         calibration = calibration_images(data, options.calib_samples)
-        report["calibration"] = {"split": "train", "images": len(calibration), "seed": CALIBRATION_SEED,
-                                 "method": options.calib_method}
-    save()
+        record.calibration = {"split": "train", "images": len(calibration), "seed": CALIBRATION_SEED,
+                              "method": options.calib_method}
+    record.save()
 
     for format_name in options.formats:
         spec = FORMATS[format_name]
-        fp32_path = out_dir / f"model.fp32{spec.suffix}"
-        precisions = ("fp32", "int8") if options.int8 else ("fp32",)
-        fp32_ok = False
-        for precision in precisions:
-            row = Artifact(f"{format_name}-{precision}", format_name, precision)
-            path = out_dir / f"model.{precision}{spec.suffix}"
-            path.unlink(missing_ok=True)  # never report a stale file from an earlier export as this one
-            started = time.perf_counter()
-            source = sources[precision]
-            try:
-                if precision == "fp32":
-                    progress.note(f"exporting {row.name}")
-                    row.details = spec.export_fp32(source, path, payload["in_chans"], metadata, options)
-                else:
-                    with progress.task(f"calibrating {row.name}", len(calibration)) as tick, \
-                            _int8_input(spec, fp32_path, fp32_ok, same_graph, source, payload["in_chans"],
-                                        metadata, options) as float_file:
-                        row.details = spec.export_int8(source, float_file, path, payload["in_chans"], calibration,
-                                                       options, tick)
-                row.details["ghost_rewrite"] = rewrites[precision]["ghost"]
-            except Exception as error:  # noqa: BLE001 - a failed converter is a row, not a crash (see module doc)
-                row.status, row.error = "failed", _first_line(error)
-                row.details = {"traceback": traceback.format_exc(limit=-3)}
-                path.unlink(missing_ok=True)
-                report["artifacts"].append(asdict(row))
-                save()
-                continue
-            row.export_seconds = round(time.perf_counter() - started, 2)
-            row.file, row.bytes, row.sha256 = path.name, path.stat().st_size, sha256_file(path)
-            row.gzip_bytes = gzip_size(path)
-            fp32_ok = fp32_ok or precision == "fp32"
-            try:
+        converted: list[tuple[torch.nn.Module, str, Artifact]] = []  # (module, precision, row): one file per graph
+        for form in options.forms:
+            fp32_path, fp32_ok = out_dir / file_name(form, "fp32", spec.suffix), False
+            prepared = {p: spec.prepare(sources[form, p], form) for p in precisions}
+            same_graph = not options.int8 or _same_module(prepared["fp32"], prepared["int8"])
+            for precision in precisions:
+                row = Artifact(row_name(format_name, precision, form), format_name, precision, form=form)
+                path = out_dir / file_name(form, precision, spec.suffix)
+                path.unlink(missing_ok=True)  # never report a stale file from an earlier export as this one
+                source = prepared[precision]
+                twin = next((done for module, p, done in converted if p == precision and _same_module(module, source)),
+                            None)
+                if twin:  # this form is the same graph as one exported already (a model without ghost modules)
+                    record.forms_alike[row.name] = twin.name
+                    if precision == "fp32":  # an int8 file of this form quantizes that twin's float file
+                        fp32_path, fp32_ok = out_dir / (twin.file or fp32_path.name), twin.ok
+                    continue
+                converted.append((source, precision, row))
                 started = time.perf_counter()
-                with progress.task(f"{row.name} on {options.split}", len(split)) as tick:
-                    logits = evaluate_file(path, split.images.numpy(), mean, std, options.threads, tick,
-                                           row.details.get("layout"))
-                row.eval_seconds = round(time.perf_counter() - started, 2)
-                for key, value in score(logits, labels, reference).items():
-                    setattr(row, key, value)
-                row.status = "ok"
-            except Exception as error:  # noqa: BLE001 - a file its runtime cannot run is reported, not fatal
-                row.status, row.error = "failed", f"exported but does not run: {_first_line(error)}"
-            report["artifacts"].append(asdict(row))
-            save()
-    return report
+                try:
+                    if precision == "fp32":
+                        progress.note(f"exporting {row.name}")
+                        row.details = spec.export_fp32(source, path, payload["in_chans"], metadata, options)
+                    else:
+                        with progress.task(f"calibrating {row.name}", len(calibration)) as tick, \
+                                _int8_input(spec, fp32_path, fp32_ok, same_graph, source, payload["in_chans"],
+                                            metadata, options) as float_file:
+                            row.details = spec.export_int8(source, float_file, path, payload["in_chans"],
+                                                           calibration, options, tick)
+                    row.details["ghost_rewrite"] = rewrites[f"{form}/{precision}"]["ghost"]
+                except Exception as error:  # noqa: BLE001 - a failed converter is a row, not a crash (module doc)
+                    row.status, row.error = "failed", describe_error(error, 300)
+                    row.details = {"traceback": traceback.format_exc(limit=-3)}
+                    path.unlink(missing_ok=True)
+                    record.artifacts.append(row)
+                    record.save()
+                    continue
+                row.export_seconds = round(time.perf_counter() - started, 2)
+                row.file, row.bytes, row.sha256 = path.name, path.stat().st_size, sha256_file(path)
+                row.gzip_bytes = gzip_size(path)
+                row.mmacs = round(count_mmacs(source, payload["in_chans"]), 4)
+                row.ops = spec.count_ops(path)
+                fp32_ok = fp32_ok or precision == "fp32"
+                try:
+                    started = time.perf_counter()
+                    with progress.task(f"{row.name} on {options.split}", len(split)) as tick:
+                        logits = evaluate_file(path, split.images.numpy(), mean, std, options.threads, tick,
+                                               row.details.get("layout"))
+                    row.eval_seconds = round(time.perf_counter() - started, 2)
+                    for key, value in score(logits, labels, reference).items():
+                        setattr(row, key, value)
+                    row.status = "ok"
+                except Exception as error:  # noqa: BLE001 - a file its runtime cannot run is reported, not fatal
+                    row.status, row.error = "failed", f"exported but does not run: {describe_error(error, 300)}"
+                record.artifacts.append(row)
+                record.save()
+    record.complete = True
+    record.save()
+    return record.to_dict()
 
 
-def find_export(model: str, dataset: str | None = None, root: str | Path = "artifacts",
-                files: tuple[str, ...] = ()) -> Path:
-    """The newest export folder (by export.json's creation time) of `model` [on `dataset`] under root, holding
-    `files` if given."""
-    from edgecnn.compress.zoo import resolve
-
-    name = resolve(model)
-    found = []
-    for path in Path(root).glob("*/export.json"):
-        try:
-            report = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if report.get("model") == name and (dataset is None or report.get("dataset") == dataset) \
-                and all((path.parent / f).is_file() for f in files):
-            found.append((report.get("created", ""), path.parent))
-    if not found:
-        raise EdgecnnError(f"no export of {name} in {root}/; run 'edgecnn export --model {name} --int8' first")
-    return max(found)[1]
+def find_export(model: str, dataset: str | None = None, root: str | Path = "artifacts") -> Path:
+    """The newest export folder (by export.json's creation time) of `model` [on `dataset`] under root."""
+    return ExportRecord.find(model, dataset, root).folder
 
 
 def evaluate_file(path: str | Path, images: np.ndarray, mean, std, threads: int | None = None, tick=None,

@@ -17,6 +17,7 @@ predict IMAGE | bench`, each of which first checks every file's sha256 against m
 
 from __future__ import annotations
 
+import argparse
 import os
 from abc import ABC, abstractmethod
 
@@ -34,6 +35,23 @@ def preprocess(images: np.ndarray, mean, std) -> np.ndarray:
 LAYOUTS = ("NCHW", "NHWC")
 
 
+class RunnerError(Exception):
+    """Something the runner cannot do, said in one line (the command line prints it and exits 2)."""
+
+
+class RuntimeMissing(RunnerError):
+    """The runtime a file needs is not installed on this machine."""
+
+
+def first_line(error: BaseException, limit: int = 240) -> str:
+    """An exception's first line, shortened at a word boundary (never mid-word), with its type when it says nothing."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return text
+
+
 class Backend(ABC):
     """One loaded model. predict() takes float32 NCHW, normalized, any batch size, and returns float32 logits,
     whatever the file's own input layout (`layout`: NCHW, or NHWC for channel-last TFLite files)."""
@@ -42,7 +60,7 @@ class Backend(ABC):
 
     def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
         if layout not in (None, *LAYOUTS):
-            raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
+            raise RunnerError(f"layout must be NCHW or NHWC, not {layout!r}")
         self.path, self.threads, self.stated_layout = path, threads, layout
         self.layout = "NCHW"  # set from the file by each backend (_own_layout)
 
@@ -52,16 +70,43 @@ class Backend(ABC):
         dims = [d if isinstance(d, int) else 0 for d in shape]  # symbolic dimensions (ONNX's batch) count as 0
         own = "NHWC" if len(dims) == 4 and dims[1] == dims[2] > 0 and dims[3] != dims[2] else "NCHW"
         if self.stated_layout not in (None, own):
-            raise ValueError(f"{self.path} takes {own} input {list(shape)}, not {self.stated_layout}")
+            raise RunnerError(f"{self.path} takes {own} input {list(shape)}, not {self.stated_layout}")
         return own
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x, dtype=np.float32)
-        return self._run(x)
+        try:
+            return self._run(x)
+        except Exception as error:  # noqa: BLE001 - runtimes raise their own classes; the caller gets one line
+            raise RunnerError(f"{self.path}: {self.runtime} could not run a {list(x.shape)} input: "
+                              f"{first_line(error)}") from error
+
+    @staticmethod
+    def _load(path: str, runtime: str, load):
+        """`load()` with every runtime failure (a truncated, empty or foreign file) as one RunnerError."""
+        try:
+            return load()
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors derive from Exception only
+            raise RunnerError(f"{path} cannot be loaded by {runtime} (not a valid model file?): "
+                              f"{first_line(error)}") from error
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:
         """Logits for a float32 batch already in this file's layout."""
+
+    @abstractmethod
+    def invoker(self, x: np.ndarray):
+        """A function that runs one inference on `x` (float32 NCHW, one batch of the file's size) with the input
+        already laid out and quantized as the runtime takes it: the runtime's own work and nothing of numpy's."""
+
+    @abstractmethod
+    def io_details(self) -> dict:
+        """{"input": ..., "output": ...}: shape, dtype and quantisation of the file's tensors, as its runtime sees
+        them (what a bundle manifest records for people who load the file without this runner)."""
+
+    @abstractmethod
+    def input_shape(self) -> list[int]:
+        """The file's input shape in NCHW order with batch 1 (a dynamic batch dimension read as 1)."""
 
 
 class OnnxRuntimeBackend(Backend):
@@ -69,8 +114,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
         super().__init__(path, threads, layout)
-        import onnxruntime as ort
-
+        ort = import_runtime(".onnx", path)
         options = ort.SessionOptions()
         # One inter-op thread and sequential execution: a CNN is a chain, and parallel branches would only make
         # latency noisier. intra_op_num_threads=0 lets onnxruntime pick (one per core).
@@ -79,13 +123,31 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.session = self._load(path, self.runtime, lambda: ort.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]))
         self.input_name = self.session.get_inputs()[0].name
         self.layout = self._own_layout(self.session.get_inputs()[0].shape)
         self.output_name = self.session.get_outputs()[0].name
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: x})[0].astype(np.float32, copy=False)
+
+    def invoker(self, x: np.ndarray):
+        feed = {self.input_name: np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x,
+                                                      dtype=np.float32)}
+        names = [self.output_name]
+        return lambda: self.session.run(names, feed)
+
+    def io_details(self) -> dict:
+        def describe(tensor) -> dict:
+            return {"name": tensor.name, "shape": [d if isinstance(d, int) else "N" for d in tensor.shape],
+                    "dtype": "float32", "quantization": None}
+
+        return {"input": describe(self.session.get_inputs()[0]), "output": describe(self.session.get_outputs()[0])}
+
+    def input_shape(self) -> list[int]:
+        shape = [d if isinstance(d, int) else 1 for d in self.session.get_inputs()[0].shape]
+        return [1, *shape[1:]] if self.layout == "NCHW" else [1, shape[3], shape[1], shape[2]]
 
 
 class LiteRTBackend(Backend):
@@ -96,13 +158,14 @@ class LiteRTBackend(Backend):
 
     def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
         super().__init__(path, threads, layout)
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:  # older boards ship the same interpreter as tflite_runtime
-            from tflite_runtime.interpreter import Interpreter
+        Interpreter = import_runtime(".tflite", path).Interpreter
 
-        self.interpreter = Interpreter(model_path=path, num_threads=threads or os.cpu_count() or 1)
-        self.interpreter.allocate_tensors()
+        def load():
+            interpreter = Interpreter(model_path=path, num_threads=threads or os.cpu_count() or 1)
+            interpreter.allocate_tensors()
+            return interpreter
+
+        self.interpreter = self._load(path, self.runtime, load)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.batch = int(self.input["shape"][0])
@@ -112,13 +175,33 @@ class LiteRTBackend(Backend):
         outputs = [self._invoke(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]
         return np.concatenate(outputs)
 
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
+    def invoker(self, x: np.ndarray):
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x, dtype=np.float32)
+        self.interpreter.set_tensor(self.input["index"], self._quantized(x[:self.batch]))
+        return self.interpreter.invoke
+
+    def io_details(self) -> dict:
+        def describe(detail) -> dict:
+            scale, zero = detail["quantization"]
+            return {"shape": [int(v) for v in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
+                    "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+
+        return {"input": describe(self.input), "output": describe(self.output)}
+
+    def input_shape(self) -> list[int]:
+        shape = [int(d) for d in self.input["shape"]]
+        return [1, *shape[1:]] if self.layout == "NCHW" else [1, shape[3], shape[1], shape[2]]
+
+    def _quantized(self, x: np.ndarray) -> np.ndarray:
         dtype = self.input["dtype"]
         if np.issubdtype(dtype, np.integer):
             scale, zero = self.input["quantization"]
             info = np.iinfo(dtype)
             x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
-        self.interpreter.set_tensor(self.input["index"], x)
+        return x
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.input["index"], self._quantized(x))
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output["index"])
         if np.issubdtype(self.output["dtype"], np.integer):
@@ -128,13 +211,53 @@ class LiteRTBackend(Backend):
 
 
 BACKENDS = {".onnx": OnnxRuntimeBackend, ".tflite": LiteRTBackend}
+#: suffix -> the Python modules that provide its runtime (first found wins) and the pip package to install
+RUNTIME_MODULES = {".onnx": (("onnxruntime",), "onnxruntime"),
+                   ".tflite": (("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), "ai-edge-litert")}
+
+
+def import_runtime(suffix: str, path: str = ""):
+    """The runtime module for a file suffix, imported only now: a board needs only the runtime of the files it
+    runs. Missing, it is one line saying what to install."""
+    import importlib
+
+    modules, package = RUNTIME_MODULES[suffix]
+    for name in modules:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise RuntimeMissing(f"{os.path.basename(path) or suffix + ' files'} needs {package}, which is not installed "
+                         f"here: pip install {package}")
+
+
+def runtime_installed(path: str) -> bool:
+    """Whether the runtime a file needs can be imported here (checked without importing it)."""
+    import importlib.util
+
+    suffix = os.path.splitext(str(path))[1].lower()
+    if suffix not in RUNTIME_MODULES:
+        return False
+    for name in RUNTIME_MODULES[suffix][0]:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except (ImportError, ValueError):  # a parent package that is missing
+            continue
+    return False
 
 
 def open_model(path: str, threads: int | None = None, layout: str | None = None) -> Backend:
     """Load a model file with the runtime its suffix names; `layout` None = the file's own (see Backend)."""
     suffix = os.path.splitext(str(path))[1].lower()
     if suffix not in BACKENDS:
-        raise ValueError(f"no runtime for {suffix or 'a file without suffix'}; known: {', '.join(BACKENDS)}")
+        raise RunnerError(f"{path}: no runtime for {suffix or 'a file without suffix'}; known: {', '.join(BACKENDS)}")
+    if not os.path.isfile(path):
+        raise RunnerError(f"model file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise RunnerError(f"{path} is empty (0 bytes), not a model file")
+    if threads is not None and threads < 1:
+        raise RunnerError(f"threads must be at least 1, not {threads}")
     return BACKENDS[suffix](str(path), threads, layout)
 
 
@@ -154,7 +277,7 @@ def benchmark(path: str, threads: int | None = None, batch: int = 1, warmup: int
     started = time.perf_counter()
     model = open_model(path, threads, layout)
     load_ms = (time.perf_counter() - started) * 1e3
-    shape = _input_shape(model, batch)
+    shape = (batch, *model.input_shape()[1:])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     t0 = time.perf_counter()
     model.predict(x)
@@ -171,6 +294,56 @@ def benchmark(path: str, threads: int | None = None, batch: int = 1, warmup: int
             **latency_stats(times),
             "peak_rss_mib": peak_rss_mib(), "rss_after_import_mib": rss_before, "versions": runtime_versions(),
             "machine": machine_info()}
+
+
+#: the marker an instruction counter watches for (devices/emulated/icount.c): lseek(-1, MARK + phase), which fails
+#: harmlessly (EBADF) on any machine; phase 0 starts counting, 1 stops and reports
+COUNT_MARK = 0x45444745434E4E00
+
+
+def _mark(phase: int) -> None:
+    try:
+        os.lseek(-1, COUNT_MARK + phase, os.SEEK_SET)
+    except OSError:
+        pass
+
+
+def count_region(path: str, runs: int, warmup: int = 3, layout: str | None = None) -> dict:
+    """`runs` inferences of one file on one thread between the two counting markers, after `warmup` untimed ones.
+    The count itself comes from the emulator (its plugin prints `edgecnn-icount N` on stderr); on a machine
+    without one the markers do nothing. Only the runtime's invoke runs between them, on an input prepared once,
+    so the count is the file's cost, not numpy's. The wall time is an emulator's, and says nothing of a board's."""
+    import time
+
+    model = open_model(path, 1, layout)
+    x = np.random.default_rng(0).standard_normal((1, *model.input_shape()[1:])).astype(np.float32)
+    invoke = model.invoker(x)
+    for _ in range(warmup):
+        invoke()
+    started = time.perf_counter()
+    _mark(0)
+    for _ in range(runs):
+        invoke()
+    _mark(1)
+    return {"file": os.path.basename(path), "runtime": model.runtime, "layout": model.layout, "threads": 1,
+            "runs": runs, "warmup": warmup, "emulated_ms": round((time.perf_counter() - started) * 1e3 / runs, 3),
+            "versions": runtime_versions(), "machine": machine_info(), "maps": _maps() if os.environ.get(
+                "EDGECNN_ICOUNT_PROFILE") else None}
+
+
+def _maps() -> list[list]:
+    """This process's executable mappings (start, end, file offset, path): what a profile maps addresses with."""
+    found = []
+    try:
+        with open("/proc/self/maps") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) >= 6 and "x" in fields[1]:
+                    start, end = (int(v, 16) for v in fields[0].split("-"))
+                    found.append([start, end, int(fields[2], 16), fields[5]])
+    except OSError:
+        pass
+    return found
 
 
 def latency_stats(times_ms) -> dict:
@@ -225,12 +398,13 @@ def machine_info() -> dict:
             "python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu}
 
 
-class BundleError(Exception):
-    """A bundle that must not run: missing manifest, missing or changed file."""
+class BundleError(RunnerError):
+    """A bundle that must not run: missing or malformed manifest, missing or changed file."""
 
 
 def verify_bundle(folder: str) -> dict:
-    """Check every file listed in manifest.json against its sha256; return the manifest."""
+    """Check every file listed in manifest.json against its sha256, and that each model file's own sha256 in
+    `artifacts` is the one `files` lists; return the manifest."""
     import hashlib
     import json
 
@@ -240,12 +414,18 @@ def verify_bundle(folder: str) -> dict:
             manifest = json.load(handle)
     except FileNotFoundError:
         raise BundleError(f"{folder} is not a bundle (no manifest.json)") from None
-    except ValueError as error:
-        raise BundleError(f"{path} is not valid JSON: {error}") from None
-    if not str(manifest.get("format", "")).startswith("edgecnn-bundle/"):
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BundleError(f"{path} is not valid JSON: {first_line(error)}") from None
+    except OSError as error:
+        raise BundleError(f"cannot read {path}: {error.strerror or error}") from None
+    if not isinstance(manifest, dict) or not str(manifest.get("format", "")).startswith("edgecnn-bundle/"):
         raise BundleError(f"{path} is not an edgecnn bundle manifest")
-    for name, expected in manifest["files"].items():
-        if os.path.basename(name) != name:
+    files, artifacts = manifest.get("files"), manifest.get("artifacts")
+    if not isinstance(files, dict) or not isinstance(artifacts, list) or not artifacts \
+            or not all(isinstance(a, dict) and isinstance(a.get("file"), str) for a in artifacts):
+        raise BundleError(f"{path} lacks its file list or its model files (a damaged manifest)")
+    for name, expected in files.items():
+        if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
             raise BundleError(f"manifest names {name!r}, which is not a file of the bundle folder")
         digest = hashlib.sha256()
         try:
@@ -254,30 +434,43 @@ def verify_bundle(folder: str) -> dict:
                     digest.update(block)
         except FileNotFoundError:
             raise BundleError(f"bundle file {name} is missing") from None
+        except OSError as error:
+            raise BundleError(f"cannot read bundle file {name}: {error.strerror or error}") from None
         if digest.hexdigest() != expected:
             raise BundleError(f"bundle file {name} does not match its sha256 in manifest.json (changed or corrupt)")
+    for artifact in artifacts:
+        if artifact["file"] not in files:
+            raise BundleError(f"manifest lists model file {artifact['file']!r} without a sha256 in its file list")
+        if artifact.get("sha256") != files[artifact["file"]]:
+            raise BundleError(f"manifest.json disagrees with itself: {artifact['file']}'s sha256 under artifacts "
+                              "is not the one its file list holds (an edited manifest)")
     return manifest
 
 
 def load_image(path: str, channels: int) -> np.ndarray:
     """uint8 (C, 32, 32) from .npy (HxW or CxHxW), binary .pgm/.ppm, or whatever PIL reads if it is installed."""
+    if not os.path.isfile(path):
+        raise RunnerError(f"image not found: {path}")
     if path.endswith(".npy"):
         image = np.load(path, allow_pickle=False)
     elif path.endswith((".pgm", ".ppm")):
         with open(path, "rb") as handle:
             data = handle.read()
         fields = data.split(maxsplit=4)  # magic, width, height, maxval, pixels
-        if fields[0] not in (b"P5", b"P6") or int(fields[3]) > 255:
-            raise ValueError(f"{path}: only 8-bit binary PGM (P5) / PPM (P6) are read")
+        if len(fields) < 5 or fields[0] not in (b"P5", b"P6") or not all(f.isdigit() for f in fields[1:4]) \
+                or int(fields[3]) > 255:
+            raise RunnerError(f"{path}: only 8-bit binary PGM (P5) / PPM (P6) are read")
         width, height = int(fields[1]), int(fields[2])
         depth = 1 if fields[0] == b"P5" else 3
+        if len(fields[4]) < width * height * depth:
+            raise RunnerError(f"{path} is truncated: {width}x{height} needs {width * height * depth} bytes of pixels")
         image = np.frombuffer(fields[4][:width * height * depth], np.uint8).reshape(height, width, depth)
         image = image.transpose(2, 0, 1)
     else:
         try:
             from PIL import Image
         except ImportError:
-            raise ValueError(f"{path}: without Pillow only .npy, .pgm and .ppm images are read") from None
+            raise RunnerError(f"{path}: without Pillow only .npy, .pgm and .ppm images are read") from None
         with Image.open(path) as opened:
             image = np.asarray(opened.convert("L" if channels == 1 else "RGB"))
         image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
@@ -286,31 +479,42 @@ def load_image(path: str, channels: int) -> np.ndarray:
         image = image[None]
     if image.ndim == 3 and image.shape[-1] in (1, 3) and image.shape[0] not in (1, 3):
         image = image.transpose(2, 0, 1)  # HWC -> CHW
-    if image.dtype != np.uint8 or image.shape[1:] != (32, 32):
-        raise ValueError(f"{path}: expected a uint8 32x32 image, got {image.dtype} {tuple(image.shape)}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[1:] != (32, 32):
+        raise RunnerError(f"{path}: expected a uint8 32x32 image, got {image.dtype} {tuple(image.shape)}")
     if image.shape[0] != channels:
         image = image.mean(0, keepdims=True).astype(np.uint8) if channels == 1 else np.repeat(image[:1], 3, 0)
     return image
 
 
-def _input_shape(model: Backend, batch: int) -> tuple[int, ...]:
-    if isinstance(model, OnnxRuntimeBackend):
-        dims = model.session.get_inputs()[0].shape[1:]
-    else:
-        dims = [int(d) for d in model.input["shape"][1:]]
-        if model.layout == "NHWC":
-            dims = [dims[2], dims[0], dims[1]]
-    return (batch, *[int(d) for d in dims])
-
-
 def _artifact(manifest: dict, name: str | None) -> dict:
+    """The bundle's model file called `name`; without a name, the first one whose runtime is installed here."""
     artifacts = manifest["artifacts"]
     if name is None:
-        return artifacts[0]
+        for artifact in artifacts:
+            if runtime_installed(artifact["file"]):
+                return artifact
+        missing = sorted({RUNTIME_MODULES[os.path.splitext(a["file"])[1]][1] for a in artifacts
+                          if os.path.splitext(a["file"])[1] in RUNTIME_MODULES})
+        raise RuntimeMissing(f"no runtime for any model file of this bundle is installed here: pip install "
+                             f"{' or '.join(missing) or 'a runtime'}")
     for artifact in artifacts:
         if artifact["file"] == os.path.basename(name):
             return artifact
-    raise ValueError(f"{name} is not a model file of this bundle; it has {', '.join(a['file'] for a in artifacts)}")
+    raise RunnerError(f"{name} is not a model file of this bundle; it has {', '.join(a['file'] for a in artifacts)}")
+
+
+def _load_sample(folder: str, manifest: dict, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    sample = manifest.get("sample") or {}
+    try:
+        images = np.load(os.path.join(folder, sample["images"]), allow_pickle=False)
+        labels = np.load(os.path.join(folder, sample["labels"]), allow_pickle=False)
+    except (KeyError, TypeError):
+        raise BundleError("manifest.json names no sample images") from None
+    except (OSError, ValueError) as error:
+        raise BundleError(f"the bundle's sample cannot be read: {first_line(error)}") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+        raise BundleError("the bundle's sample is not uint8 (N, C, H, W) images with one label each")
+    return images[:limit], labels[:limit]
 
 
 def _exit_when_stdin_closes() -> None:
@@ -330,45 +534,76 @@ def _exit_when_stdin_closes() -> None:
     threading.Thread(target=watch, name="exit-on-eof", daemon=True).start()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (`runner: error: ...`), like every other failure of the runner."""
+
+    def error(self, message: str):
+        import sys
+
+        print(f"runner: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def main(argv=None) -> int:
-    import argparse
     import json
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description="Run, check or time an exported classifier (numpy + its runtime).")
+    parser = _Parser(description="Run, check or time an exported classifier (numpy + its runtime).")
     parser.add_argument("--bundle", default=here, help="bundle folder (default: the folder of this file)")
     parser.add_argument("--exit-on-eof", action="store_true",
                         help="exit as soon as stdin closes (edgecnn bench over SSH: a dropped connection then "
                              "leaves nothing running on the device)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("verify", help="check every file's sha256 against manifest.json")
-    evaluate = sub.add_parser("eval", help="accuracy of every model file (or --model) on the bundle's sample")
+    evaluate = sub.add_parser("eval", help="accuracy of every model file whose runtime is installed (or --model) "
+                                           "on the bundle's sample")
     evaluate.add_argument("--model", default=None)
-    evaluate.add_argument("--threads", type=int, default=None)
-    evaluate.add_argument("--limit", type=int, default=None, help="use only the first N sample images")
+    evaluate.add_argument("--threads", type=_count(1), default=None)
+    evaluate.add_argument("--limit", type=_count(1), default=None, help="use only the first N sample images")
     predict = sub.add_parser("predict", help="top classes of one image")
     predict.add_argument("image")
     predict.add_argument("--model", default=None)
-    predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("--top", type=_count(1), default=3)
     bench = sub.add_parser("bench", help="latency percentiles and peak memory of one model file, as JSON")
     bench.add_argument("model", nargs="?", default=None,
-                       help="a model file; inside a bundle, one of its files (default: the first)")
-    bench.add_argument("--threads", type=int, default=None)
-    bench.add_argument("--batch", type=int, default=1)
-    bench.add_argument("--warmup", type=int, default=30)
-    bench.add_argument("--runs", type=int, default=200)
+                       help="a model file; inside a bundle, one of its files (default: the first whose runtime is "
+                            "installed)")
+    bench.add_argument("--threads", type=_count(1), default=None)
+    bench.add_argument("--batch", type=_count(1), default=1)
+    bench.add_argument("--warmup", type=_count(0), default=30)
+    bench.add_argument("--runs", type=_count(1), default=200)
     bench.add_argument("--layout", default=None, choices=("NCHW", "NHWC"))
+    count = sub.add_parser("count", help="run one model file between the instruction-counting markers, one thread "
+                                         "(an emulated board's counter reports the instructions)")
+    count.add_argument("model", nargs="?", default=None)
+    count.add_argument("--runs", type=_count(1), default=10)
+    count.add_argument("--warmup", type=_count(0), default=3)
     args = parser.parse_args(argv)
     if args.exit_on_eof:
         _exit_when_stdin_closes()
     try:
         in_bundle = os.path.isfile(os.path.join(args.bundle, "manifest.json"))
-        if args.command == "bench" and not in_bundle:  # a bare file (edgecnn's host harness)
+        if args.command in ("bench", "count") and not in_bundle:  # a bare file (edgecnn's host harness)
             if not args.model:
-                raise ValueError("bench needs a model file outside a bundle")
-            print(json.dumps(benchmark(args.model, args.threads, args.batch, args.warmup, args.runs,
-                                       args.layout)))
+                raise RunnerError(f"{args.command} needs a model file outside a bundle")
+            result = (benchmark(args.model, args.threads, args.batch, args.warmup, args.runs, args.layout)
+                      if args.command == "bench" else count_region(args.model, args.runs, args.warmup))
+            print(json.dumps(result))
             return 0
         manifest = verify_bundle(args.bundle)
         if args.command == "verify":
@@ -378,19 +613,33 @@ def main(argv=None) -> int:
             result = benchmark(os.path.join(args.bundle, artifact["file"]), args.threads, args.batch, args.warmup,
                                args.runs, args.layout or artifact.get("layout"))
             print(json.dumps(result))
+        elif args.command == "count":
+            artifact = _artifact(manifest, args.model)
+            print(json.dumps(count_region(os.path.join(args.bundle, artifact["file"]), args.runs, args.warmup,
+                                          artifact.get("layout"))))
         elif args.command == "eval":
-            images = np.load(os.path.join(args.bundle, manifest["sample"]["images"]), allow_pickle=False)
-            labels = np.load(os.path.join(args.bundle, manifest["sample"]["labels"]), allow_pickle=False)
-            images, labels = images[:args.limit], labels[:args.limit]
-            chosen = [_artifact(manifest, args.model)] if args.model else manifest["artifacts"]
-            results = []
-            for artifact in chosen:
+            images, labels = _load_sample(args.bundle, manifest, args.limit)
+            if args.model:
+                chosen = [_artifact(manifest, args.model)]
+            else:  # every file this machine can run; the others are named, with what to install
+                chosen = [a for a in manifest["artifacts"] if runtime_installed(a["file"])]
+                if not chosen:
+                    _artifact(manifest, None)  # raises: which runtime to install
+            results, skipped = [], []
+            for artifact in manifest["artifacts"]:
+                if artifact not in chosen:
+                    if not args.model:
+                        reason = f"needs {RUNTIME_MODULES[os.path.splitext(artifact['file'])[1]][1]}, not installed here"
+                        skipped.append({"file": artifact["file"], "reason": reason})
+                        print(f"runner: skipped {artifact['file']}: {reason}", file=sys.stderr)
+                    continue
                 model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads, artifact.get("layout"))
                 top1 = np.concatenate([logits.argmax(1) for _, logits in predict_batches(
                     model, images, manifest["input"]["mean"], manifest["input"]["std"])])
                 results.append({"file": artifact["file"], "images": int(len(labels)),
                                 "accuracy": float((top1 == labels).mean()), "predictions": top1.tolist()})
-            print(json.dumps({"machine": machine_info(), "versions": runtime_versions(), "results": results}))
+            print(json.dumps({"machine": machine_info(), "versions": runtime_versions(), "results": results,
+                              "skipped": skipped}))
         else:
             artifact = _artifact(manifest, args.model)
             image = load_image(args.image, manifest["input"]["shape"][1])
@@ -398,10 +647,12 @@ def main(argv=None) -> int:
             logits = model.predict(preprocess(image[None], manifest["input"]["mean"], manifest["input"]["std"]))[0]
             for k in np.argsort(-logits)[:args.top]:
                 print(f"{manifest['classes'][k]}\t{logits[k]:.4f}")
-    except (BundleError, OSError, ValueError, RuntimeError, KeyError) as error:
-        text = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"runner: error: {text}", file=sys.stderr)
+    except (RunnerError, OSError, ValueError, KeyError, TypeError) as error:
+        print(f"runner: error: {first_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("runner: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

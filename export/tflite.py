@@ -1,12 +1,12 @@
 """TFLite through litert-torch: fp32 by `litert_torch.convert`, full int8 by the PT2E quantizer.
 
-The int8 path (as measured in ../shared/toolchain-feasibility.md):
+The int8 path:
 - `torch.export.export(..., strict=True)`: non-strict export drops the `source_fn_stack` metadata that
   litert-torch's add/mul/cat annotators need, which leaves residual adds in float between (DE)QUANTIZE ops.
 - symmetric per-channel int8 weights, int8 activations; the file has int8 input and int8 output, which the
   runner (de)quantizes with the tensors' own scale and zero point.
 - calibration runs batches of 100 through a module exported with a dynamic batch dimension (the file itself is
-  converted at batch 1); this cut exp13's whole TFLite int8 export from 206 s (image by image) to 126 s.
+  converted at batch 1), much faster than image by image.
 
 Files are exported at batch 1 (the deployment case); the runner feeds larger batches one image at a time.
 
@@ -16,8 +16,8 @@ lets the converter cancel the permute against its own layout change, and the fil
 The file's input shape then says the layout ([1, 32, 32, C]); the runner reads it from there, export.json and
 the bundle manifest record it per file, and callers keep handing the runner NCHW batches.
 
-fp16-weight files are not produced: litert-converter 0.5 exposes no float16 option and ai-edge-quantizer 0.10 has no
-float16 recipe, so it would need TensorFlow's converter.
+fp16-weight files are not produced: litert-converter exposes no float16 option and ai-edge-quantizer has no
+float16 recipe, so it would need TensorFlow's converter. Measurements: docs/export.md.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import torch
 from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_bytes
 
+from .options import TFLITE_LAYOUTS as LAYOUTS
+
 CALIBRATION_BATCH = 100
-LAYOUTS = ("NHWC", "NCHW")
 
 
 class ChannelsLastInput(torch.nn.Module):

@@ -1,5 +1,6 @@
 """The report stage: reads what the other stages left on disk (runs/, artifacts/, the results store) and writes
-Markdown, a self-contained HTML page, CSV, JSON and plots. It never imports the other stages' internals."""
+Markdown, a self-contained HTML page, CSV, JSON and plots. It reads those files through the stages' own readers, never
+their internals."""
 
 from .collect import ReportData, collect
 from .render import write_report

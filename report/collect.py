@@ -13,7 +13,7 @@ finds its export folder and run even when parent and pruned runs share one model
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecnn.io import sha256_file
@@ -91,20 +91,23 @@ def _accuracy_row(path: Path, config: dict, result: dict) -> dict:
 
 
 def _bundle_index(artifacts_dir: Path) -> dict[str, dict]:
-    """bundle id (as the bench stage names it) -> the export folder, its run and its files."""
-    from edgecnn.bench.harness import bundle_id
+    """bundle id (as the bench stage names it) -> the export folder, its run and its files. Read through the export
+    and bundle stages' own readers; a folder either cannot read is left out of the report, not fatal."""
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.export.bundle import Manifest
+    from edgecnn.export.record import ExportRecord
 
     index = {}
     for manifest_path in sorted(artifacts_dir.glob("*/bundle/manifest.json")) if artifacts_dir.is_dir() else []:
-        manifest = _json(manifest_path)
-        export = _json(manifest_path.parent.parent / "export.json")
-        if not isinstance(manifest, dict) or not isinstance(export, dict):
+        try:
+            manifest, export = Manifest.read(manifest_path.parent), ExportRecord.read(manifest_path.parent.parent)
+        except EdgecnnError:
             continue
-        checkpoint = Path(export.get("checkpoint", ""))
-        index[bundle_id(manifest_path.parent, manifest)] = {
-            "export": manifest_path.parent.parent.name, "run_dir": str(checkpoint.parent),
-            "files": {a["file"]: a for a in export.get("artifacts", []) if a.get("file")},
-            "pytorch": next((a for a in export.get("artifacts", []) if a.get("format") == "pytorch"), None)}
+        reference = export.reference
+        index[manifest.bundle_id] = {
+            "export": export.folder.name, "run_dir": str(Path(export.checkpoint).parent),
+            "files": {a.file: asdict(a) for a in export.artifacts if a.file},
+            "pytorch": asdict(reference) if reference else None}
     return index
 
 
@@ -136,7 +139,7 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
     bundles = _bundle_index(artifacts_dir)
     newest: dict[tuple, dict] = {}
     for row in store.rows() if store is not None else []:
-        if not wanted(row["model"], row["dataset"]):
+        if row["status"] != "ok" or not wanted(row["model"], row["dataset"]):  # failed files have no numbers
             continue
         newest[(row["device"], row["bundle"], row["file"] or row["format"], row["threads"])] = row  # ids ascend
     for row in newest.values():
@@ -152,11 +155,15 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
             "device_acc": row["accuracy"], "sample_images": row["sample_images"],
             "host_agreement": row["host_agreement"], "p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"],
             "p99_ms": row["p99_ms"], "peak_rss_mib": row["peak_rss_mib"], "runs": row["runs"],
+            "judge": row.get("judge") or "timing", "target": row.get("target"), "form": exported.get("form"),
+            "instructions": row.get("instructions"), "emulated_ms": row.get("emulated_ms"),
+            "file_mmacs": exported.get("mmacs"), "file_ops": exported.get("ops"),
+            "model_mmacs": (bundle.get("pytorch") or {}).get("mmacs"),
             "params": run["params"] if run else None, "mflops": run["mflops"] if run else None,
             "micronet": micronet_score(run["params"] if run else None, run["mflops"] if run else None, precision),
             "timestamp": row["timestamp"], "session": row["session"]})
     report.deployment.sort(key=lambda r: (r["device"], r["artifact"], r["format"], r["precision"], r["threads"] or 0))
-    report.recommendations = recommend(report.deployment, max_drop)
+    report.recommendations = recommend(report.deployment, max_drop, real_boards())
     report.sources = {"runs": str(runs_dir), "artifacts": str(artifacts_dir),
                       "store": str(store.path) if store is not None else None,
                       "store_sha256": sha256_file(store.path) if store is not None and store.path.is_file() else None}
@@ -169,21 +176,43 @@ def accuracy_of(row: dict) -> float | None:
     return row["test_acc"] if row["test_acc"] is not None else row["device_acc"]
 
 
-def recommend(rows: list[dict], max_drop: float) -> list[dict]:
-    """Per device: the fastest deployable file (PyTorch eager is a reference, not a deliverable) whose accuracy is
-    within max_drop percentage points of the most accurate file measured on that device."""
+def real_boards() -> dict[str, str]:
+    """Device profiles judged by timing that name their CPU (rpi3, rpi4, rpi5, ...): device -> CPU."""
+    from edgecnn.devices.profiles import list_profiles
+
+    return {name: p.cpu for name, p in list_profiles().items() if p.cpu and not p.counts_instructions}
+
+
+#: what a device's files are ranked by: its judge's measurement (lower is better)
+METRIC = {"timing": "p50_ms", "instructions": "instructions"}
+
+
+def recommend(rows: list[dict], max_drop: float, boards: dict[str, str] | None = None) -> list[dict]:
+    """Per device: the deployable file (PyTorch eager is a reference, not a deliverable) with the lowest cost by
+    the device's judge (p50 latency; executed instructions on the emulated boards) among those within max_drop
+    percentage points of the most accurate file measured on that device. `boards` (real device -> its CPU) adds,
+    for each board with no measurement of its own, the pick of the emulated board of the same CPU."""
     picks = []
     for device in sorted({r["device"] for r in rows}):
+        judge = next(r.get("judge") or "timing" for r in rows if r["device"] == device)
+        metric = METRIC.get(judge, "p50_ms")
         candidates = [r for r in rows if r["device"] == device and r["format"] != "pytorch"
-                      and r["p50_ms"] is not None and accuracy_of(r) is not None]
+                      and r.get(metric) is not None and accuracy_of(r) is not None]
         if not candidates:
             continue
         best = max(accuracy_of(r) for r in candidates)
         within = [r for r in candidates if accuracy_of(r) >= best - max_drop / 100 - 1e-12]
-        pick = min(within, key=lambda r: r["p50_ms"])
-        picks.append({"device": device, "artifact": pick["artifact"], "file": pick["file"],
-                      "threads": pick["threads"], "p50_ms": pick["p50_ms"], "accuracy": accuracy_of(pick),
-                      "best_accuracy": best, "max_drop_pp": max_drop, "candidates": len(candidates)})
+        pick = min(within, key=lambda r: (r[metric], r["threads"] or 0))
+        picks.append({"device": device, "artifact": pick["artifact"], "file": pick["file"], "form": pick.get("form"),
+                      "threads": pick["threads"], "judge": judge, "metric": metric, "value": pick[metric],
+                      "p50_ms": pick["p50_ms"], "instructions": pick.get("instructions"),
+                      "accuracy": accuracy_of(pick), "best_accuracy": best, "max_drop_pp": max_drop,
+                      "candidates": len(candidates), "target": pick.get("target"), "by": None})
+    measured = {p["device"] for p in picks}
+    for board, cpu in sorted((boards or {}).items()):
+        stand_in = next((p for p in picks if p["judge"] == "instructions" and p["target"] == cpu), None)
+        if board not in measured and stand_in:  # until the board itself is benched, its CPU's emulated count rules
+            picks.append({**stand_in, "device": board, "by": stand_in["device"], "threads": 1})
     return picks
 
 

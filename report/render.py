@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from edgecnn import __version__
+from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_bytes, atomic_write_text
 
 from .collect import ReportData, pareto_front
@@ -40,24 +41,53 @@ def accuracy_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
 
 
 def deployment_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
-    columns = ["device", "artifact", "file", "threads", "size KiB", "test acc %", "device acc %", "p50 ms", "p99 ms",
-               "peak MiB", "MicroNet score", "Pareto"]
+    columns = ["device", "artifact", "file", "form", "threads", "file MMACs", "ops", "size KiB", "test acc %",
+               "device acc %", "p50 ms", "p99 ms", "M instr", "peak MiB", "MicroNet score", "Pareto"]
     front = {id(r) for device in {r["device"] for r in data.deployment}
              for r in pareto_front([x for x in data.deployment if x["device"] == device and x["format"] != "pytorch"])}
-    rows = [[r["device"], r["artifact"], r["file"], str(r["threads"]), _num(r["bytes"] and r["bytes"] / 1024, ",.1f"),
-             _pct(r["test_acc"]), _pct(r["device_acc"]), _num(r["p50_ms"], ".3f"), _num(r["p99_ms"], ".3f"),
+    rows = [[r["device"], r["artifact"], r["file"], r.get("form") or "–", str(r["threads"]),
+             _num(r.get("file_mmacs") if r["format"] != "pytorch" else r.get("model_mmacs"), ".2f"),
+             _num(r.get("file_ops"), "d"), _num(r["bytes"] and r["bytes"] / 1024, ",.1f"),
+             _pct(r["test_acc"]), _pct(r["device_acc"]),
+             _num(r["p50_ms"], ".3f") if r["p50_ms"] is not None else
+             (f"{r['emulated_ms']:.0f} (emulated)" if r.get("emulated_ms") else "–"),
+             _num(r["p99_ms"], ".3f"), _num(r.get("instructions") and r["instructions"] / 1e6, ".2f"),
              _num(r["peak_rss_mib"], ".1f"), _num(r["micronet"], ".5f"), "★" if id(r) in front else ""]
             for r in data.deployment]
+    return columns, rows
+
+
+def arm_cost_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    """Executed aarch64 instructions per inference of every file on each emulated Pi CPU (one thread), beside the
+    file's own multiply-adds and operators and the model's; ★ marks each CPU's pick."""
+    counted = [r for r in data.deployment if r.get("instructions") is not None and r["judge"] == "instructions"]
+    devices = sorted({r["device"] for r in counted})
+    picks = {(p["device"], p["artifact"], p["file"]) for p in data.recommendations if p["judge"] == "instructions"}
+    files = sorted({(r["artifact"], r["file"]) for r in counted})
+    columns = ["artifact", "file", "form", "model MMACs", "file MMACs", "ops", *[f"{d} M instr" for d in devices]]
+    rows = []
+    for artifact, file in files:
+        seen = [r for r in counted if (r["artifact"], r["file"]) == (artifact, file)]
+        by_device = {r["device"]: r for r in seen}
+        first = seen[0]
+        rows.append([artifact, file, first.get("form") or "–", _num(first.get("model_mmacs"), ".2f"),
+                     _num(first.get("file_mmacs"), ".2f"), _num(first.get("file_ops"), "d"),
+                     *[(f"{by_device[d]['instructions'] / 1e6:.2f}" + (" ★" if (d, artifact, file) in picks else ""))
+                       if d in by_device else "–" for d in devices]])
     return columns, rows
 
 
 def recommendation_lines(picks: list[dict]) -> list[str]:
     lines = []
     for pick in picks:
+        cost = (f"{pick['instructions'] / 1e6:.2f} M instructions per inference" if pick["metric"] == "instructions"
+                else f"p50 {pick['p50_ms']:.3f} ms")
+        why = (f" (not benched on the board yet: fewest instructions on {pick['by']}, its CPU {pick['target']})"
+               if pick.get("by") else "")
         lines.append(f"{pick['device']}: ship {pick['artifact']}/{pick['file']} with {pick['threads']} thread(s) — "
-                     f"p50 {pick['p50_ms']:.3f} ms, accuracy {100 * pick['accuracy']:.2f} % (best measured "
+                     f"{cost}, accuracy {100 * pick['accuracy']:.2f} % (best measured "
                      f"{100 * pick['best_accuracy']:.2f} %, budget {pick['max_drop_pp']:g} pp, "
-                     f"{pick['candidates']} candidates)")
+                     f"{pick['candidates']} candidates){why}")
     return lines or ["no deployment measurements yet: run `edgecnn bench` (or `edgecnn pipeline`)"]
 
 
@@ -94,20 +124,22 @@ th{background:#f0f0f0}td:nth-child(-n+3){text-align:left}img{max-width:100%;bord
 def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str, str]:
     """(markdown, html) of the whole report."""
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    accuracy, deployment = accuracy_table(data), deployment_table(data)
+    accuracy, deployment, arm = accuracy_table(data), deployment_table(data), arm_cost_table(data)
     recommendations = recommendation_lines(data.recommendations)
     md = [f"# {title}\n", f"edgecnn {__version__}, {stamp}. Sources: {data.sources.get('runs')}, "
           f"{data.sources.get('artifacts')}, {data.sources.get('store')}.\n",
-          f"## Recommendation (fastest file within {data.max_drop:g} pp of the best accuracy)\n",
+          f"## Recommendation (cheapest file within {data.max_drop:g} pp of the best accuracy)\n",
           *[f"- {line}" for line in recommendations], "", "## Deployment\n", _md_table(*deployment), NOTES + "\n",
-          "## Accuracy\n", _md_table(*accuracy)]
+          "## Cost on the Raspberry Pi CPUs (emulated: aarch64 instructions per inference, one thread)\n",
+          _md_table(*arm), "## Accuracy\n", _md_table(*accuracy)]
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
             f"<p class='note'>edgecnn {__version__}, {stamp}.</p>",
-            f"<h2>Recommendation (fastest file within {data.max_drop:g} pp of the best accuracy)</h2>",
+            f"<h2>Recommendation (cheapest file within {data.max_drop:g} pp of the best accuracy)</h2>",
             *[f"<p class='rec'>{html.escape(line)}</p>" for line in recommendations],
             "<h2>Deployment</h2>", _html_table(*deployment, "deployment"), f"<p class='note'>{html.escape(NOTES)}</p>",
-            "<h2>Accuracy</h2>", _html_table(*accuracy, "accuracy")]
+            "<h2>Cost on the Raspberry Pi CPUs (emulated: aarch64 instructions per inference, one thread)</h2>",
+            _html_table(*arm, "arm-cost"), "<h2>Accuracy</h2>", _html_table(*accuracy, "accuracy")]
     for name, (caption, _) in PLOTS.items():
         if name in images:
             md.append(f"## {caption}\n\n![{caption}]({name})\n")
@@ -130,6 +162,8 @@ def _csv(rows: list[dict]) -> str:
 def write_report(data: ReportData, out_dir: str | Path, title: str = "edgecnn report") -> dict[str, Path]:
     """Write every file of the report into out_dir (each atomically); returns name -> path."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EdgecnnError(f"{out} is a file, not a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
     images = {name: png for name, (_, draw) in PLOTS.items() if (png := draw(data)) is not None}
     for stale in set(PLOTS) - set(images):

@@ -8,8 +8,11 @@ PYTHON=${PYTHON:-python3}
 NEED=""
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || NEED="$NEED dataset-fashion-mnist"
 [ -x /usr/sbin/sshd ] || NEED="$NEED openssh-server"
-# qemu-user-static + mmdebstrap + arch-test: the emulated aarch64 board of the bench tests (scripts/arm64-device.sh).
+# qemu-user-static + mmdebstrap + arch-test: the emulated aarch64 board of the bench tests (scripts/arm64-device.sh);
+# qemu-user (the dynamic build, the only one that loads plugins) and gcc: its instruction counter.
 command -v qemu-aarch64-static >/dev/null || NEED="$NEED qemu-user-static"
+command -v qemu-aarch64 >/dev/null || NEED="$NEED qemu-user"
+command -v gcc >/dev/null || NEED="$NEED gcc libc6-dev"
 command -v mmdebstrap >/dev/null || NEED="$NEED mmdebstrap arch-test"
 command -v ssh >/dev/null || NEED="$NEED openssh-client"
 # tcmalloc: the training commands re-execute under it on CPU (~10 % faster steps; edgecnn/malloc.py).
@@ -25,7 +28,7 @@ fi
 # Pinned here, not in pyproject: on this project's machines pip takes these wheels from local disk; an unpinned
 # `torch` could pull a different multi-GB build.
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-# The export stack at the versions whose API sequences were checked (../shared/toolchain-feasibility.md).
+# The export stack at the versions whose API sequences were checked (docs/export.md).
 .venv/bin/python -m pip install -q onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.31.1 onnxsim==0.8.1 \
     litert-torch==0.10.0
 .venv/bin/python -m pip install -q -e '.[dev]'

@@ -189,6 +189,7 @@ def pipeline_folder(shared):
     3. skips train/export/bundle, benches, writes the report.
     Everything it writes (runs, artifacts, results store, report) is under the returned folder."""
     from edgecnn.compress.train import Reporter
+    from edgecnn.export.options import ExportOptions
     from edgecnn.pipeline import Hooks, PipelineConfig, run_pipeline
 
     class KilledInSecondEpoch(Hooks):
@@ -223,7 +224,8 @@ def pipeline_folder(shared):
     def build(root: Path) -> None:
         write_synthetic_cifar(root / "data", 10, train_size=600, test_size=200, seed=11)
         config = PipelineConfig(models=("vgg19-exp8",), dataset="cifar10", epochs=3, batch_size=32, lr=0.05,
-                                formats=("onnx",), calib_samples=100, threads=(1,), bench_runs=20, bench_warmup=3,
+                                export=ExportOptions(formats=("onnx",), int8=True, calib_samples=100), threads=(1,),
+                                bench_runs=20, bench_warmup=3,
                                 data_dir=str(root / "data"), runs_dir=str(root / "runs"),
                                 artifacts_dir=str(root / "artifacts"), store=str(root / "results" / "bench.sqlite"),
                                 report_dir=str(root / "report"), qat_above_pp=None)  # QAT: tests/core/test_pipeline
@@ -243,3 +245,32 @@ def pipeline_folder(shared):
         (root / "calls.json").write_text(json.dumps(calls, indent=2))
 
     return shared("pipeline", build)
+
+
+#: what a board with one runtime has installed: numpy and that runtime, nothing else (no torch, no edgecnn)
+DEVICE_PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-*.dist-info"),
+                   "litert": ("ai_edge_litert", "ai_edge_litert-*.dist-info")}
+
+
+@pytest.fixture(scope="session")
+def device_python(shared):
+    """device_python(runtime) -> a Python whose site-packages hold only numpy and that runtime ("onnxruntime" or
+    "litert"): a venv without pip whose packages are links to this environment's, so it costs nothing to build."""
+    import sys
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+
+    def make(runtime: str) -> str:
+        def build(root: Path) -> None:
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+            target = Path(subprocess.run([str(root / "venv" / "bin" / "python"), "-c",
+                                          "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                         capture_output=True, text=True, check=True).stdout.strip())
+            for pattern in ("numpy", "numpy.libs", "numpy-*.dist-info", *DEVICE_PACKAGES[runtime]):
+                for entry in site.glob(pattern):
+                    (target / entry.name).symlink_to(entry)
+
+        return str(shared(f"device-{runtime}", build) / "venv" / "bin" / "python")
+
+    return make

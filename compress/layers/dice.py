@@ -1,7 +1,7 @@
 """DiCE unit, strided DiCE and the DiCE bottleneck (Mehta et al. 2020, "DiCENet"), as the paper's code has them.
 
 The paper took DiCE from sacmehta/EdgeNets and changed it; this module follows the paper's version (counts in
-paper-spec.md): ReLU instead of PReLU, a grouped 1x1 "weight averaging" conv with padding 1 (the spatial size
+docs/paper-spec.md): ReLU instead of PReLU, a grouped 1x1 "weight averaging" conv with padding 1 (the spatial size
 grows by 2) undone by a valid 3x3 projection, and a strided form whose outputs are split half/half.
 
 DiCE is tied to the spatial size it was built for: the height-wise and width-wise convs treat H and W as channels.

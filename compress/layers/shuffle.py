@@ -26,6 +26,25 @@ class ChannelShuffle(nn.Module):
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
 
+    def deploy(self, form: str) -> nn.Module | None:
+        """"channel-last": the same shuffle written for a channel-last graph (TFLite), see ChannelLastShuffle."""
+        if form == "channel-last":
+            return ChannelLastShuffle(self.groups) if self.groups > 1 else None
+        raise ValueError(f"unknown shuffle form {form!r}")
+
+
+class ChannelLastShuffle(ChannelShuffle):
+    """The same permutation computed on a channel-last view: NCHW -> NHWC, split C into (g, C/g), swap, NHWC ->
+    NCHW. A converter that runs the graph channel-last (litert-torch) cancels the two permutes against its own
+    layout changes, so the shuffle is one transpose between two reshapes instead of a transpose to NCHW and back
+    around each of them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        nhwc = x.permute(0, 2, 3, 1)
+        shuffled = nhwc.reshape(n, h, w, self.groups, c // self.groups).transpose(3, 4).reshape(n, h, w, c)
+        return shuffled.permute(0, 3, 1, 2)
+
 
 def pointwise_groups(in_channels: int, groups: int = 4, min_channels: int = 24) -> int:
     """The paper's groupPointwiseConv rule: group only when the input is wider than 24 channels."""

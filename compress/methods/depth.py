@@ -1,8 +1,7 @@
 """Depth pruning: take out whole residual blocks (those with an identity shortcut), then fine-tune.
 
 Why, next to channel pruning: at batch 1 on a CPU these nets are ~100 operators deep and each operator has a fixed
-cost, so channel pruning cuts the multiply-adds far more than the time (README: exp11 3.7x fewer FLOPs, int8
-onnxruntime only 1.13x faster). Removing a block removes its operators. A residual net tolerates it (Veit et al.
+cost, so channel pruning cuts the multiply-adds far more than the time (docs/compression.md). Removing a block removes its operators. A residual net tolerates it (Veit et al.
 2016, "Residual networks behave like ensembles of relatively shallow networks"): the block's output is x plus a
 correction, and the blocks downstream are fine-tuned to do without the correction.
 
@@ -16,48 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from edgecnn.compress.layers import RemovedBlock, Residual
+from edgecnn.compress.layers import RemovedBlock
+from edgecnn.compress.rebuild import activation_left, remove_blocks, removable_blocks, replace_module
 from edgecnn.errors import EdgecnnError
-
-
-def _activation_left(block: nn.Module) -> nn.Module | None:
-    """What stays of a removable block (its post-add activation), or None when the block cannot go (it changes
-    the shape: a projection shortcut, a stride, a width change)."""
-    if isinstance(block, Residual) and isinstance(block.shortcut, nn.Identity):
-        return block.act
-    if isinstance(block, (BasicBlock, Bottleneck)) and block.downsample is None:  # torchvision's: relu(body(x) + x)
-        return block.relu
-    return None
-
-
-def removable_blocks(model: nn.Module) -> list[str]:
-    return [name for name, module in model.named_modules() if _activation_left(module) is not None]
-
-
-def removed_blocks(model: nn.Module) -> list[str]:
-    return [name for name, module in model.named_modules() if isinstance(module, RemovedBlock)]
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
-    """Put `new` where the submodule `name` was; returns the module it replaced."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    old = getattr(parent, child)
-    setattr(parent, child, new)
-    return old
-
-
-def remove_blocks(model: nn.Module, names: list[str]) -> nn.Module:
-    """Replace the named blocks by what is left of them (in place); returns the model."""
-    for name in names:
-        left = _activation_left(model.get_submodule(name))
-        if left is None:
-            raise EdgecnnError(f"block {name!r} cannot be removed (it is not a residual block with an identity "
-                               "shortcut)")
-        _replace(model, name, RemovedBlock(left))
-    return model
 
 
 def block_sensitivity(model: nn.Module, score: Callable[[nn.Module], float]) -> list[dict]:
@@ -65,11 +26,11 @@ def block_sensitivity(model: nn.Module, score: Callable[[nn.Module], float]) -> 
     baseline = score(model)
     rows = []
     for name in removable_blocks(model):
-        block = _replace(model, name, RemovedBlock(_activation_left(model.get_submodule(name))))
+        block = replace_module(model, name, RemovedBlock(activation_left(model.get_submodule(name))))
         try:
             rows.append({"block": name, "drop": baseline - score(model)})
         finally:
-            _replace(model, name, block)
+            replace_module(model, name, block)
     return sorted(rows, key=lambda r: r["drop"])
 
 
@@ -79,7 +40,7 @@ def depth_prune(parent, *, blocks: int, scan_images: int = 2000, finetune_config
     with the same table rows as structured pruning (step 0 = the parent)."""
     from dataclasses import asdict
 
-    from .finetune import FinetuneConfig, finetune
+    from .finetune import FinetuneConfig, finetune  # noqa: I001 - below lineage in the import order
     from .lineage import DerivedRun, step_row, val_subset_score
 
     config = finetune_config or FinetuneConfig()

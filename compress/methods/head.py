@@ -19,46 +19,17 @@ and BatchNorm (BN set to identity plus the bias), so the checkpoint keeps the zo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgecnn.compress.layers.ops import bn_affine
+from edgecnn.compress.rebuild import conv_head, logit_activation
 from edgecnn.data import Dataset, Split, normalize
-from edgecnn.errors import EdgecnnError
 
-ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 FIT_DEFAULTS = {"weight_decay": 1e-4, "iterations": 100, "train_images": 10_000, "seed": 0}
-NOT_A_PAPER_HEAD = ("this model's head has no activation on its logits (conv 1x1 [BN] ReLU/ReLU6, then the average "
-                    "pool); --head clean is for the paper's conv-only heads")
-
-
-def conv_head(model: nn.Module) -> tuple[nn.Sequential, nn.Conv2d, nn.BatchNorm2d | None]:
-    """(last conv block, its 1x1 conv, its BatchNorm) of a conv-only head: conv 1x1 [BN] [act] -> average pool."""
-    head = getattr(model, "head", None)
-    block = head[0] if isinstance(head, nn.Sequential) and len(head) and isinstance(head[0], nn.Sequential) else None
-    if block is None or not isinstance(block[0], nn.Conv2d) or block[0].kernel_size != (1, 1) \
-            or not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in head):
-        raise EdgecnnError(NOT_A_PAPER_HEAD)
-    return block, block[0], next((m for m in block if isinstance(m, nn.BatchNorm2d)), None)
-
-
-def logit_activation(model: nn.Module) -> tuple[nn.Sequential, int, nn.Conv2d, nn.BatchNorm2d | None]:
-    """(block, index of the activation in it, its conv, its BatchNorm) of a conv-only head ending in ReLU/ReLU6."""
-    block, conv, bn = conv_head(model)
-    if not isinstance(block[-1], ACTIVATIONS):
-        raise EdgecnnError(NOT_A_PAPER_HEAD)
-    if bn is None and conv.bias is None:
-        raise EdgecnnError("a clean head needs a BatchNorm or a conv bias to carry its bias")
-    return block, len(block) - 1, conv, bn
-
-
-def strip_logit_activation(model: nn.Module) -> nn.Module:
-    """Replace the head's logit activation by Identity, in place (what a checkpoint with "head": "clean" needs)."""
-    block, index, _, _ = logit_activation(model)
-    block[index] = nn.Identity()
-    return model
-
 
 @torch.no_grad()
 def pooled_features(model: nn.Module, split: Split, mean, std, batch_size: int = 500, tick=None) -> torch.Tensor:
@@ -161,3 +132,46 @@ def clean_head_run(parent, *, runs_dir: str | None = None, name: str | None = No
     run.write_json("head.json", fitted)
     run.save(model, "best.pt", head="clean")
     return run, run.finish(model, **{k: v for k, v in fitted.items() if k.startswith("val_acc")})
+
+
+def clean_head_for(checkpoint: Path, *, runs_dir: str | None = None, data_dir: str | None = None,
+                   progress=None) -> Path:
+    """The checkpoint of `checkpoint`'s clean-head run (<run>-head-clean beside it): the checkpoint itself when its
+    head is clean already, the derived run made before when its lineage names this checkpoint, else fitted now.
+    `progress` is an edgecnn.progress.Progress."""
+    import json
+
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.progress import Progress
+    from edgecnn.runs import load_checkpoint, runs_root
+
+    from .lineage import load_parent
+
+    progress = progress or Progress()
+    checkpoint = Path(checkpoint)
+    if load_checkpoint(checkpoint).get("head") == "clean":
+        return checkpoint
+    run_name = checkpoint.parent.name if (checkpoint.parent / "config.json").is_file() else checkpoint.stem
+    existing = runs_root(runs_dir) / f"{run_name}-head-clean"
+    if (existing / "result.json").is_file():
+        lineage = json.loads((existing / "config.json").read_text()).get("lineage", {})
+        if Path(lineage.get("parent_checkpoint", "")).resolve() == checkpoint.resolve():
+            progress.note(f"using the clean head fitted before: {existing}")
+            return existing / "best.pt"
+        raise EdgecnnError(f"{existing} exists but was derived from {lineage.get('parent_checkpoint')}; "
+                           "remove it or run 'edgecnn compress clean-head --name ...'")
+    if existing.exists():
+        raise EdgecnnError(f"{existing} exists but has no result.json (an interrupted clean-head fit?); remove it "
+                           "and run again")
+    result_run, result = clean_head_with_progress(load_parent(checkpoint, data_dir), runs_dir, existing.name, progress)
+    progress.note(f"clean head fitted: {result_run.path} (test {result['parent_test_acc']:.2%} -> "
+                  f"{result['test_acc']:.2%})")
+    return result_run.path / "best.pt"
+
+
+def clean_head_with_progress(parent, runs_dir, name, progress, **fit):
+    """clean_head_run with a progress task over the images whose pooled features it computes (`fit`: FIT_DEFAULTS
+    keys)."""
+    total = min((FIT_DEFAULTS | fit)["train_images"], len(parent.data.train)) + len(parent.data.val)
+    with progress.task("pooled features of the training and validation images", total) as tick:
+        return clean_head_run(parent, runs_dir=runs_dir, name=name, tick=tick, **fit)

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 import edgecnn
-from edgecnn.compress.methods.depth import removed_blocks
 from edgecnn.compress.train.loop import evaluate
 from edgecnn.compress.zoo import count_mflops, count_params
-from edgecnn.data import Dataset, Split, load_dataset
+from edgecnn.data import Dataset, Split, load_recorded
 from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_text
-from edgecnn.runs import build_from_checkpoint, load_checkpoint, runs_root, save_checkpoint, structure_of
+from edgecnn.compress.rebuild import build_from_checkpoint, removed_blocks, structure_of
+from edgecnn.runs import check_run_name, load_checkpoint, runs_root, save_checkpoint
 
 
 @dataclass
@@ -44,7 +44,7 @@ def load_parent(checkpoint: str | Path, data_dir: str | None = None) -> Parent:
     checkpoint = Path(checkpoint)
     payload = load_checkpoint(checkpoint)
     model = build_from_checkpoint(payload, source=str(checkpoint)).eval()
-    data = load_dataset(payload["data"]["dataset"], data_dir, in_chans=payload["in_chans"])
+    data = load_recorded(payload["data"], data_dir, what=str(checkpoint))
     return Parent(checkpoint, payload, model, data)
 
 
@@ -79,7 +79,7 @@ class DerivedRun:
         self.same_model = student is None  # a derived run of the parent's model keeps its head (e.g. "clean")
         model, dataset = self.model_name, parent.payload["data"]["dataset"]
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        self.path = runs_root(runs_dir) / (name or f"{model}-{dataset}-{method}-{stamp}")
+        self.path = runs_root(runs_dir) / (check_run_name(name) if name else f"{model}-{dataset}-{method}-{stamp}")
         if self.path.exists():
             raise EdgecnnError(f"run directory {self.path} already exists; choose another --name")
         self.lineage = {"parent": str(parent.run_dir or parent.checkpoint), "parent_checkpoint": str(parent.checkpoint),

@@ -30,9 +30,9 @@ from edgecnn.compress.layers import Discarded
 from edgecnn.compress.zoo import count_mflops, count_params, get_model, resolve
 from edgecnn.data import Dataset, Split, load_dataset, normalize
 from edgecnn.errors import EdgecnnError
-from edgecnn.io import atomic_write_text
+from edgecnn.io import atomic_write_text, folder_lock, remove_stale_temporaries
 from edgecnn.malloc import loaded_allocator
-from edgecnn.runs import Run, load_checkpoint, runs_root, save_checkpoint
+from edgecnn.runs import Run, check_run_name, load_checkpoint, runs_root, save_checkpoint
 
 from .augment import EpochAugment, mix
 from .recipes import Recipe, get_recipe
@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int = 0
     data_dir: str | None = None
     download: bool = False
+    verify: bool = True  # False: a CIFAR folder that is the user's own copy, without the md5 step (--no-verify)
     in_chans: int | None = None  # None: the dataset's own
     device: str = "auto"
     threads: int | None = None
@@ -165,7 +166,9 @@ def evaluate(model: nn.Module, split: Split, mean, std, *, batch_size: int = 500
 
 def _run_name(config: TrainConfig) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return config.name or f"{resolve(config.model)}-{config.dataset}-{config.recipe}-s{config.seed}-{stamp}"
+    if config.name:
+        return check_run_name(config.name)
+    return f"{resolve(config.model)}-{config.dataset}-{config.recipe}-s{config.seed}-{stamp}"
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -175,13 +178,20 @@ def _write_metrics(run_dir: Path, history: list[dict]) -> None:
 def train(config: TrainConfig | None = None, *, resume: str | os.PathLike[str] | None = None,
           reporter: Reporter | None = None, on_batch: Callable[[int, int], None] | None = None) -> Run:
     """Train (or resume) a run and return it. `on_batch(epoch, step)` is a hook for tests and tools."""
-    reporter = reporter or Reporter()
+    with contextlib.ExitStack() as locks:  # rank 0 holds its run folder's lock until the run ends
+        return _locked_train(config, resume, reporter or Reporter(), on_batch, locks)
+
+
+def _locked_train(config: TrainConfig | None, resume, reporter: Reporter, on_batch, locks: contextlib.ExitStack) -> Run:
     ddp = _Dist()
     state = None
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.json").is_file():
             raise EdgecnnError(f"cannot resume {run_dir}: not a run directory (no config.json)")
+        if ddp.main:
+            locks.enter_context(folder_lock(run_dir, "run"))
+            remove_stale_temporaries(run_dir)
         try:
             saved = Run(run_dir).config["train"]
             config = TrainConfig(**{k: v for k, v in saved.items() if k != "resolved"})
@@ -198,13 +208,14 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike[str] |
     device = _device(config.device, ddp)
     ddp.init(device)
     try:
-        return _train(config, recipe, device, ddp, reporter, on_batch, state, Path(resume) if resume else None)
+        return _train(config, recipe, device, ddp, reporter, on_batch, state, Path(resume) if resume else None,
+                      locks)
     finally:
         ddp.close()
 
 
 def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist, reporter: Reporter,
-           on_batch, state: dict | None, run_dir: Path | None) -> Run:
+           on_batch, state: dict | None, run_dir: Path | None, locks: contextlib.ExitStack) -> Run:
     if device.type == "cpu":
         # denormal floats (tiny gradients late in training) run far slower on x86; flushing them changes no result
         torch.set_flush_denormal(True)
@@ -224,7 +235,8 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
         raise EdgecnnError(f"batch size {recipe.batch_size} must divide into {ddp.world} ranks x "
                            f"{config.grad_accum} micro-batches")
 
-    data: Dataset = load_dataset(config.dataset, config.data_dir, download=config.download, in_chans=config.in_chans)
+    data: Dataset = load_dataset(config.dataset, config.data_dir, download=config.download, in_chans=config.in_chans,
+                                 verify=config.verify)
     config.in_chans = data.in_chans
     num_classes = data.info.num_classes
     torch.manual_seed(config.seed)
@@ -254,6 +266,7 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
             run_dir = runs_root(config.runs_dir) / _run_name(config)
             if run_dir.exists():
                 raise EdgecnnError(f"run directory {run_dir} already exists; choose another --name")
+            locks.enter_context(folder_lock(run_dir, "run"))
         config.resolved = asdict(recipe)
         run_config = {"model": config.model, "dataset": data.info.name, "recipe": recipe.name,
                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "world_size": ddp.world,

@@ -1,6 +1,6 @@
 """Training recipes: named sets of hyper-parameters. CLI options override any field.
 
-paper1 and paper2 reproduce the two generations of the authors' code (paper-spec.md section 5); fast is ours, for
+paper1 and paper2 reproduce the two generations of the authors' code (docs/paper-spec.md section 5); fast is ours, for
 a CPU budget; micronet is our reading of the MicroNet-challenge write-up (Adam + cosine + mixup/cutmix), which
 gives no exact values.
 """

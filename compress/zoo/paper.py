@@ -1,4 +1,4 @@
-"""The paper's published numbers, as data (paper-spec.md section 4), and the README errata.
+"""The paper's published numbers, as data (docs/paper-spec.md section 4), and the README errata.
 
 Parameter counts are the exact integers (every README figure, printed in M to 3 decimals, reproduces from them).
 FLOPs are the README's "FLOPS [M]" (fvcore, eval mode, 1x3x32x32). Size is the README's "Size [MB]" (MiB of a

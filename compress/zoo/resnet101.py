@@ -1,4 +1,4 @@
-"""The ResNet-101 line of Sobolewski & Szyc (exp 1-15). Structures: paper-spec.md section 1.
+"""The ResNet-101 line of Sobolewski & Szyc (exp 1-15). Structures: docs/paper-spec.md section 1.
 
 Every variant keeps torchvision's ResNet-101 skeleton (stem without max-pool, four stages, GAP head) and changes
 the stem, the block, the trunk widths or the head. Block rows read R(in, hidden, out, stride, ds, n).

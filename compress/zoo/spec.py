@@ -1,6 +1,6 @@
 """Declarative architecture specs. A paper variant is one of these values; builder.py turns it into a module.
 
-Notation follows paper-spec.md: a ResNet block row R(in, hidden, out, s, ds, n) is "n blocks in -> hidden -> out
+Notation follows docs/paper-spec.md: a ResNet block row R(in, hidden, out, s, ds, n) is "n blocks in -> hidden -> out
 with stride s (first block only) and a projection shortcut (ds)"; layer tokens are documented in layers/ops.py.
 """
 

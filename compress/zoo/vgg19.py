@@ -1,4 +1,4 @@
-"""The VGG-19 line of Sobolewski & Szyc (exp 1-13). Structures: paper-spec.md section 2.
+"""The VGG-19 line of Sobolewski & Szyc (exp 1-13). Structures: docs/paper-spec.md section 2.
 
 Every variant keeps VGG-19's configuration 'E' (16 conv layers, 5 max-pools) and swaps what each conv layer is;
 from exp 2 on the last max-pool is dropped for global average pooling. Fire units of width l have a squeeze of

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from edgecnn import __version__
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, describe_error, one_line
 from edgecnn.malloc import reexec_for_training
 
 from . import bench, bundle, compress, data, devices, evaluate, export, models, pipeline, report, reproduce, runs, train
@@ -51,9 +51,29 @@ def main() -> None:
     """
     reexec_for_training(sys.argv)  # training commands run under tcmalloc when installed (edgecnn/malloc.py)
     try:
-        app()
+        code = app(standalone_mode=False)  # click's own handling would print usage errors as a boxed panel
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Abort:
+        print("edgecnn: interrupted; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as error:  # click's usage errors (typer vendors click): one line, not a panel
+        if type(error).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            ctx = getattr(error, "ctx", None)
+            command = ctx.command_path if ctx else "edgecnn"
+            print(f"edgecnn: error: {one_line(error.format_message())} (see '{command} --help')", file=sys.stderr)
+        sys.exit(getattr(error, "exit_code", 2))
     except EdgecnnError as error:
         if os.environ.get("EDGECNN_DEBUG"):
             raise
-        print(f"edgecnn: error: {error}", file=sys.stderr)
+        print(f"edgecnn: error: {one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        # every file is written atomically and every stage resumes, so an interrupt loses nothing finished
+        print("edgecnn: interrupted; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - a bug, not a user error: one line, the traceback on request
+        if os.environ.get("EDGECNN_DEBUG"):
+            raise
+        print(f"edgecnn: internal error: {one_line(describe_error(error))} (EDGECNN_DEBUG=1 shows the traceback; please "
+              "report it)", file=sys.stderr)
+        sys.exit(1)

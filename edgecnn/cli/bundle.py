@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .console import out
+from .console import err, out
 from .options import DataDirOpt
 
 
@@ -20,21 +19,32 @@ def bundle(
     sample: Annotated[int, typer.Option(min=1, help="Test images shipped for on-device accuracy.")] = 1000,
     archive: Annotated[bool, typer.Option("--archive/--no-archive", help="Also write <bundle>.tar.gz.")] = True,
     exports_root: Annotated[str, typer.Option("--exports-root", help="Where exports are searched.")] = "artifacts",
+    device: Annotated[str | None, typer.Option("--device", help="Ship only the graph forms worth shipping to this device profile (measured by 'edgecnn bench' there, or on the emulated board of its CPU): <export>/bundle-<device>.")] = None,
+    store_path: Annotated[str | None, typer.Option("--store", help="SQLite results file (default results/bench.sqlite).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Build a deployment bundle: model files, manifest with sha256, labels, sample, requirements and runner.py."""
     from edgecnn.errors import EdgecnnError
-    from edgecnn.export.bundle import make_bundle
-    from edgecnn.export.pipeline import find_export
+    from edgecnn.export.bundle import Manifest, make_bundle
+    from edgecnn.export.record import ExportRecord
 
     if export_dir is None:
         if model is None:
             raise EdgecnnError("say which export: --export DIR, or --model NAME [--dataset D]")
-        export_dir = str(find_export(model, dataset, exports_root))
-    folder = make_bundle(export_dir, out_dir or Path(export_dir) / "bundle", sample=sample, data_dir=data_dir,
-                         archive=archive)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    out.print(f"bundle {folder} ({len(manifest['artifacts'])} model files, {manifest['sample']['count']} sample "
+        export_dir = str(ExportRecord.find(model, dataset, exports_root).folder)
+    files = None
+    if device:
+        from edgecnn.bench.harness import files_for_device
+        from edgecnn.bench.store import ResultStore
+        from edgecnn.devices.profiles import get_profile
+
+        files, why = files_for_device(Path(export_dir), get_profile(device), ResultStore(store_path))
+        err.print(f"{device}: {', '.join(files) if files else 'every file'} ({why})", markup=False, highlight=False)
+    default = Path(export_dir) / (f"bundle-{device}" if device else "bundle")
+    folder = make_bundle(export_dir, out_dir or default, sample=sample, data_dir=data_dir, archive=archive,
+                         files=files)
+    manifest = Manifest.read(folder)
+    out.print(f"bundle {folder} ({len(manifest.artifacts)} model files, {manifest.sample['count']} sample "
               f"images){' and ' + str(folder) + '.tar.gz' if archive else ''}", markup=False, highlight=False)
     out.print("on the device: python runner.py eval | predict IMAGE | bench --threads N", markup=False,
               highlight=False)

@@ -26,7 +26,7 @@ ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads.")]
 
 def _parent(checkpoint, run, model, dataset, runs_dir, data_dir):
     from edgecnn.compress.methods import load_parent
-    from edgecnn.runs import resolve_checkpoint
+    from edgecnn.compress.rebuild import resolve_checkpoint
 
     return load_parent(resolve_checkpoint(checkpoint=checkpoint, run=run, model=model, dataset=dataset,
                                           root=runs_dir), data_dir)
@@ -220,22 +220,15 @@ def clean_head_cmd(
     both."""
     _threads(threads)
     parent = _parent(checkpoint, run, model, dataset, runs_dir, data_dir)
-    result_run, result = clean_head_with_progress(parent, runs_dir, name, weight_decay=weight_decay,
+    from edgecnn.compress.methods.head import clean_head_with_progress
+
+    from .progress import RichProgress
+
+    result_run, result = clean_head_with_progress(parent, runs_dir, name, RichProgress(), weight_decay=weight_decay,
                                                   iterations=iterations)
     out.print(f"{result_run.path}: {parent.payload['model']} with a clean head: test {_pct(result['parent_test_acc'])}"
               f" % -> {_pct(result['test_acc'])} % (val {_pct(result['val_acc_faithful'])} -> "
               f"{_pct(result['val_acc_clean'])} %); next: edgecnn export --run {result_run.path}", highlight=False)
-
-
-def clean_head_with_progress(parent, runs_dir, name, **fit):
-    """clean_head_run with a bar over the images whose pooled features it computes (`fit`: FIT_DEFAULTS keys)."""
-    from edgecnn.compress.methods.head import FIT_DEFAULTS, clean_head_run
-
-    from .export import RichProgress
-
-    total = min((FIT_DEFAULTS | fit)["train_images"], len(parent.data.train)) + len(parent.data.val)
-    with RichProgress().task("pooled features of the training and validation images", total) as tick:
-        return clean_head_run(parent, runs_dir=runs_dir, name=name, tick=tick, **fit)
 
 
 def _print_step(row: dict) -> None:

@@ -9,18 +9,18 @@ from typing import Annotated
 import typer
 
 from .console import out
-from .options import DataDirOpt, DownloadOpt
+from .options import DataDirOpt, DownloadOpt, NoVerifyOpt
 
 app = typer.Typer(no_args_is_help=True, help="Datasets: inspect one, or generate synthetic CIFAR files.")
 
 
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="cifar10, cifar100 or fashion-mnist.")],
-         data_dir: DataDirOpt = None, download: DownloadOpt = False) -> None:
+         data_dir: DataDirOpt = None, download: DownloadOpt = False, no_verify: NoVerifyOpt = False) -> None:
     """Load a dataset and print its splits, classes and normalisation."""
     from edgecnn.data import load_dataset
 
-    print(json.dumps(load_dataset(name, data_dir, download=download).describe(), indent=2))
+    print(json.dumps(load_dataset(name, data_dir, download=download, verify=not no_verify).describe(), indent=2))
 
 
 @app.command("synthetic-cifar")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -19,7 +20,10 @@ def list_devices(as_json: JsonOpt = False) -> None:
     """Built-in and user device profiles."""
     from edgecnn.devices.profiles import list_profiles
 
-    profiles = list_profiles()
+    problems: list[str] = []
+    profiles = list_profiles(problems)
+    for problem in problems:  # reported and skipped: the valid profiles are still listed
+        print(f"edgecnn: warning: skipped {problem}", file=sys.stderr)
     if as_json:
         print(json.dumps([p.as_dict() for p in profiles.values()], indent=2))
         return

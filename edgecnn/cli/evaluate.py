@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .console import out
+from .console import err, out
 from .options import CheckpointOpt, DataDirOpt, JsonOpt, RunOpt, RunsDirOpt
 
 
@@ -24,14 +24,17 @@ def evaluate(
 ) -> None:
     """Evaluate a trained model: --checkpoint PATH, --run DIR, or --model M --dataset D (newest finished run)."""
     from edgecnn.compress.train import evaluate as evaluate_split
-    from edgecnn.data import load_dataset
-    from edgecnn.runs import build_from_checkpoint, load_checkpoint, resolve_checkpoint
+    from edgecnn.data import data_mismatch, load_recorded, same_data
+    from edgecnn.compress.rebuild import build_from_checkpoint, resolve_checkpoint
+    from edgecnn.runs import load_checkpoint
 
     path = resolve_checkpoint(checkpoint=checkpoint, run=run, model=model, dataset=dataset, root=runs_dir, which=which)
     payload = load_checkpoint(path)
     net = build_from_checkpoint(payload, model=model, source=str(path))
     described = payload["data"]
-    data = load_dataset(described["dataset"], data_dir, in_chans=payload["in_chans"])
+    data = load_recorded(described, data_dir, what=str(path), strict=False)
+    if not same_data(described, data):  # evaluating on other data may be the point, but never silently
+        err.print(f"note: {data_mismatch(described, data, str(path))}", markup=False, highlight=False)
     loss, correct, count = evaluate_split(net, data.split(split), described["mean"], described["std"])
     report = {"checkpoint": str(path), "model": payload["model"], "dataset": described["dataset"], "split": split,
               "accuracy": correct / count, "loss": loss / count, "images": count}

@@ -8,9 +8,40 @@ import typer
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="cifar10, cifar100 or fashion-mnist.")]
 DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="Folder holding the dataset files.")]
+NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Use a CIFAR folder whose files are not Toronto's "
+                                          "(your own copy) without the checksum step; recorded in the run.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Download the dataset into --data-dir (needs network).")]
 InChansOpt = Annotated[int | None, typer.Option("--in-chans", help="1 or 3; grey datasets can be replicated to 3.")]
 RunsDirOpt = Annotated[str | None, typer.Option("--runs-dir", help="Where runs live (default ./runs, or $EDGECNN_RUNS_DIR).")]
 CheckpointOpt = Annotated[str | None, typer.Option("--checkpoint", help="A checkpoint file (best.pt / last.pt).")]
 RunOpt = Annotated[str | None, typer.Option("--run", help="A run directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+# export's options, shared by `edgecnn export` and `edgecnn pipeline`; their defaults come from ExportOptions
+FormatsOpt = Annotated[str, typer.Option("--formats", help="Comma list: onnx, tflite.")]
+FormsOpt = Annotated[str, typer.Option("--forms", help="Graph forms, each its own file: op-minimal (fewest operators: "
+                                       "what a host pays least for), mac-preserving (fewest multiply-adds: a "
+                                       "Raspberry Pi), naive (the model as trained).")]
+CalibSamplesOpt = Annotated[int, typer.Option("--calib-samples", min=1, help="Training images for int8 calibration.")]
+CalibMethodOpt = Annotated[str, typer.Option("--calib-method", help="minmax or percentile (ONNX).")]
+OnnxSchemeOpt = Annotated[str, typer.Option("--onnx-scheme", help="u8s8 (x86 without VNNI) or s8s8 (ARM).")]
+GhostFp32Opt = Annotated[str, typer.Option("--ghost-fp32", help="Ghost-module rewrite of the op-minimal fp32 files: "
+                                           "auto (depthwise where it absorbs a channel shuffle), depthwise, fold or "
+                                           "none (all exact; export/reparam.py).")]
+GhostInt8Opt = Annotated[str, typer.Option("--ghost-int8", help="Ghost-module rewrite of the op-minimal int8 files: "
+                                           "depthwise (fully integer graphs), auto, fold or none.")]
+TfliteLayoutOpt = Annotated[str, typer.Option("--tflite-layout", help="Input layout of the TFLite files: NHWC "
+                                              "(channel-last, no layout op at the input) or NCHW; the runner reads "
+                                              "it off the file.")]
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    from edgecnn.errors import EdgecnnError
+
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise EdgecnnError(f"--threads wants a comma list of positive integers, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise EdgecnnError(f"--threads wants a comma list of positive integers, not {text!r}")
+    return values

@@ -4,16 +4,22 @@ device -> report. A rerun skips every stage whose output is already there (see e
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from edgecnn.pipeline import Hooks
+from edgecnn.errors import one_line
+from edgecnn.pipeline import Hooks, PipelineConfig
 
 from .console import err, out
-from .options import DataDirOpt, DownloadOpt, RunsDirOpt
+from .options import (CalibMethodOpt, CalibSamplesOpt, DataDirOpt, DownloadOpt, FormatsOpt, FormsOpt, GhostFp32Opt,
+                      GhostInt8Opt, NoVerifyOpt, OnnxSchemeOpt, RunsDirOpt, TfliteLayoutOpt)
 from .report import MaxDropOpt, OutOpt, StoreOpt
+
+
+EXPORT = PipelineConfig().export
 
 
 class CliHooks(Hooks):
@@ -28,14 +34,14 @@ class CliHooks(Hooks):
         return reporter()
 
     def export_progress(self):
-        from .export import RichProgress
+        from .progress import RichProgress
 
         return RichProgress()
 
     def bench_tick(self, profiles, manifest, plan):
-        from .bench import _progress
+        from .progress import bench_progress
 
-        return _progress(profiles, manifest, plan)
+        return bench_progress(profiles, manifest, plan)
 
 
 def pipeline(
@@ -45,11 +51,18 @@ def pipeline(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (1 keeps a first run under half an hour).")] = 1,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (recipe default).")] = None,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a finished run exists.")] = False,
-    formats: Annotated[str, typer.Option(help="Comma list: onnx, tflite.")] = "onnx,tflite",
-    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export int8 (calibrated on training images).")] = True,
+    formats: FormatsOpt = ",".join(EXPORT.formats),
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export int8 (calibrated on training images).")] = EXPORT.int8,
+    forms: FormsOpt = ",".join(EXPORT.forms),
+    calib_samples: CalibSamplesOpt = EXPORT.calib_samples,
+    calib_method: CalibMethodOpt = EXPORT.calib_method,
+    onnx_scheme: OnnxSchemeOpt = EXPORT.onnx_scheme,
+    ghost_fp32: GhostFp32Opt = EXPORT.ghost_fp32,
+    ghost_int8: GhostInt8Opt = EXPORT.ghost_int8,
+    tflite_layout: TfliteLayoutOpt = EXPORT.tflite_layout,
     device: Annotated[str, typer.Option("--device", help="Device profile(s), comma-separated.")] = "host",
     threads: Annotated[str | None, typer.Option(help="Comma list of thread counts (default: each profile's).")] = None,
-    runs: Annotated[int, typer.Option("--bench-runs", min=1, help="Timed inferences per measurement.")] = 100,
+    runs: Annotated[int, typer.Option("--bench-runs", min=1, help="Timed inferences per measurement.")] = PipelineConfig.bench_runs,
     sample: Annotated[int | None, typer.Option(min=1, help="Score only the first N sample images on devices.")] = None,
     max_drop: MaxDropOpt = 1.0,
     qat_above: Annotated[float, typer.Option("--qat-above", help="Make, export and bench a quantization-aware fine-tune (<run>-qat) when an int8 file loses more than this many points of accuracy.")] = 0.5,
@@ -58,23 +71,26 @@ def pipeline(
     out_dir: OutOpt = "results/report",
     data_dir: DataDirOpt = None,
     download: DownloadOpt = False,
+    no_verify: NoVerifyOpt = False,
     runs_dir: RunsDirOpt = None,
     exports_root: Annotated[str, typer.Option("--exports-root", help="Where exports are written.")] = "artifacts",
     store_path: StoreOpt = None,
 ) -> None:
     """Train (or reuse), export, bundle, bench and report, skipping what is already done."""
-    from edgecnn.export.pipeline import parse_formats
     from edgecnn.pipeline import PipelineConfig, run_pipeline
     from edgecnn.report.render import recommendation_lines
 
-    from .bench import _int_list
+    from .options import int_list
 
     config = PipelineConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), dataset=dataset,
-                            recipe=recipe, epochs=epochs, lr=lr, retrain=retrain, formats=parse_formats(formats), int8=int8,
+                            recipe=recipe, epochs=epochs, lr=lr, retrain=retrain,
+                            export=replace(EXPORT, formats=formats, forms=forms, int8=int8, calib_samples=calib_samples,
+                                           calib_method=calib_method, onnx_scheme=onnx_scheme, ghost_fp32=ghost_fp32,
+                                           ghost_int8=ghost_int8, tflite_layout=tflite_layout).checked(),
                             devices=tuple(d.strip() for d in device.split(",") if d.strip()),
-                            threads=_int_list(threads) if threads else None, bench_runs=runs, sample=sample,
+                            threads=int_list(threads) if threads else None, bench_runs=runs, sample=sample,
                             max_drop=max_drop, qat_above_pp=qat_above if qat else None, qat_epochs=qat_epochs,
-                            data_dir=data_dir, download=download, runs_dir=runs_dir, artifacts_dir=exports_root,
+                            data_dir=data_dir, download=download, verify=not no_verify, runs_dir=runs_dir, artifacts_dir=exports_root,
                             store=store_path, report_dir=out_dir)
     log, data, files, errors = run_pipeline(config, CliHooks())
     table = Table(title="pipeline")
@@ -87,6 +103,6 @@ def pipeline(
         out.print(line, markup=False, highlight=False)
     out.print(f"report: {files['report.html']} (also report.md, CSV, JSON, PNGs)", markup=False, highlight=False)
     for error in errors:
-        print(f"edgecnn: error: {error}", file=sys.stderr)
+        print(f"edgecnn: error: {one_line(error)}", file=sys.stderr)
     if errors or any(status == "failed" for _, _, status, _ in log.entries):
         raise typer.Exit(1)

@@ -1,13 +1,14 @@
-"""Training progress: rich bars on a terminal, one plain log line per epoch otherwise (CI logs, nohup, pipes)."""
+"""All of the CLI's progress drawing: rich bars on a terminal, plain lines otherwise (CI logs, nohup, pipes). Training
+epochs and batches (compress.train.Reporter), tasks and notes (edgecnn.progress.Progress: export, the clean head),
+and one bar per device in `edgecnn bench`."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from edgecnn.compress.train import Reporter
 
 from .console import err
 
@@ -18,7 +19,7 @@ def _epoch_line(record: dict) -> str:
             f"{record['images_per_s']:.0f} img/s {record['seconds']:.0f}s")
 
 
-class LogReporter(Reporter):
+class LogReporter:  # a compress.train.Reporter (not subclassed: importing it would load torch at start-up)
     def __init__(self) -> None:
         self.last_line = 0.0
 
@@ -67,5 +68,39 @@ class RichReporter(LogReporter):
         super().finish(result)
 
 
-def reporter() -> Reporter:
+def reporter() -> LogReporter:
     return RichReporter() if err.is_terminal else LogReporter()
+
+
+class RichProgress:
+    """edgecnn.progress.Progress drawn as rich bars on stderr (plain lines when stderr is not a terminal)."""
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int):
+        if not err.is_terminal:
+            err.print(f"{description} ({total} images)", markup=False, highlight=False)
+            yield lambda n: None
+            return
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as bars:
+            task = bars.add_task(description, total=total)
+            yield lambda n: bars.advance(task, n)
+
+    def note(self, message: str) -> None:
+        err.print(message, markup=False, highlight=False)
+
+
+@contextlib.contextmanager
+def bench_progress(profiles, manifest, plan):
+    """tick(device, activity, units done): one rich bar per device on a terminal, plain lines otherwise."""
+    from edgecnn.bench.harness import steps
+
+    if not err.is_terminal:
+        yield lambda device, text, done: err.print(f"{device}: {text}", highlight=False, markup=False)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[now]}"),
+                  TimeElapsedColumn(), console=err) as progress:
+        tasks = {p.name: progress.add_task(p.name, total=steps(p, manifest, plan), now="") for p in profiles}
+        yield lambda device, text, done: progress.update(tasks[device], completed=done, now=text)
+
+

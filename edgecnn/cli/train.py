@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .console import out
-from .options import DataDirOpt, DatasetOpt, DownloadOpt, InChansOpt, RunsDirOpt
+from .options import DataDirOpt, DatasetOpt, DownloadOpt, InChansOpt, NoVerifyOpt, RunsDirOpt
 
 
 def train(
@@ -24,6 +24,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for init, data order and augmentation.")] = 0,
     data_dir: DataDirOpt = None,
     download: DownloadOpt = False,
+    no_verify: NoVerifyOpt = False,
     in_chans: InChansOpt = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (torch default: one per core).")] = None,
@@ -56,7 +57,7 @@ def train(
             raise EdgecnnError("--model is required (or --resume RUN_DIR)")
         config = TrainConfig(model=model, dataset=dataset, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr,
                              weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, seed=seed,
-                             data_dir=data_dir, download=download, in_chans=in_chans, device=device, threads=threads,
+                             data_dir=data_dir, download=download, verify=not no_verify, in_chans=in_chans, device=device, threads=threads,
                              channels_last=channels_last, compile=compile_model, grad_accum=grad_accum,
                              deterministic=not nondeterministic, runs_dir=runs_dir, name=name)
         config.recipe_values()  # unknown recipe -> one-line error before any data is loaded

@@ -135,7 +135,13 @@ def test_missing_runtime_on_the_device_keeps_the_other_runtime(env, bundle_dir, 
     errors = json.loads(result.stdout)["errors"]
     assert len(errors) == 2 and all(f"fix: {python} -m pip install ai-edge-litert" in e for e in errors)
     assert "needs ai-edge-litert" in one_line_error(result)
-    assert {r["file"] for r in json.loads(result.stdout)["rows"]} == {"model.fp32.onnx", "model.int8.onnx"}
+    rows = {r["file"]: r for r in json.loads(result.stdout)["rows"]}
+    assert {f for f, r in rows.items() if r["status"] == "ok"} == {"model.fp32.onnx", "model.int8.onnx"}
+    # each file the board cannot run is a row with its reason, in the store too
+    assert {f for f, r in rows.items() if r["status"] == "failed"} == {"model.fp32.tflite", "model.int8.tflite"}
+    assert all("needs ai-edge-litert" in r["error"] for r in rows.values() if r["status"] == "failed")
+    stored = ResultStore(env["EDGECNN_RESULTS"]).rows(json.loads(result.stdout)["session"])
+    assert sorted(r["status"] for r in stored) == ["failed", "failed", "ok", "ok"]
 
 
 def test_tampered_and_hostile_bundles_are_refused(env, bundle_dir, tmp_path):

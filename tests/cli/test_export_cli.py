@@ -65,7 +65,7 @@ def test_clean_head_export_derives_a_run_once_and_exports_it(trained_run, tmp_pa
     (["export"], "say which model"),
     (["export", "--checkpoint", "{tmp}/corrupt.pt", "--ghost-int8", "merge"], "--ghost-int8 must be one of"),
     (["export", "--checkpoint", "{tmp}/corrupt.pt", "--head", "plain"], "--head must be faithful or clean"),
-    (["export", "--checkpoint", "{tmp}/corrupt.pt", "--tflite-layout", "CHW"], "--tflite-layout must be NHWC or NCHW"),
+    (["export", "--checkpoint", "{tmp}/corrupt.pt", "--tflite-layout", "CHW"], "--tflite-layout must be one of NHWC, NCHW, not 'CHW'"),
 ])
 def test_user_mistakes_are_one_line_errors(args, message, tmp_path):
     (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 not really a zip")

@@ -11,13 +11,14 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from edgecnn.compress.layers import RemovedBlock, Residual
-from edgecnn.compress.methods.depth import block_sensitivity, remove_blocks, removable_blocks, removed_blocks
+from edgecnn.compress.methods.depth import block_sensitivity
+from edgecnn.compress.rebuild import remove_blocks, removable_blocks, removed_blocks
 from edgecnn.compress.methods.structured import make_pruner
 from edgecnn.compress.zoo import count_params, get_model
 from edgecnn.compress.zoo.measure import settle_batchnorm
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import onnx as onnx_format
-from edgecnn.runs import build_from_checkpoint, structure_of
+from edgecnn.compress.rebuild import build_from_checkpoint, structure_of
 
 # ghost bottlenecks (+ grouped pointwise and shuffle), torchvision Bottleneck and BasicBlock, inverted residuals,
 # residual Fire modules

@@ -6,10 +6,12 @@ import torch
 from torch import nn
 
 from edgecnn.compress.methods import load_parent
-from edgecnn.compress.methods.head import clean_head_run, logit_activation, pooled_features
+from edgecnn.compress.methods.head import clean_head_run, pooled_features
+from edgecnn.compress.rebuild import logit_activation
 from edgecnn.compress.zoo import get_model
 from edgecnn.errors import EdgecnnError
-from edgecnn.runs import Run, build_from_checkpoint, load_checkpoint
+from edgecnn.compress.rebuild import build_from_checkpoint
+from edgecnn.runs import Run, load_checkpoint
 
 
 def test_clean_head_run_refits_the_last_layer_and_rebuilds_without_the_activation(trained_run, tmp_path):

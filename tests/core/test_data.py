@@ -64,8 +64,11 @@ def test_split_is_seeded_disjoint_and_never_the_test_set(cifar_dirs):
 def test_real_cifar_folder_with_wrong_checksums_is_refused(tmp_path, cifar_dirs):
     shutil.copytree(cifar_dirs[0], tmp_path, dirs_exist_ok=True)
     (tmp_path / "cifar-10-batches-py" / SYNTHETIC_MARKER).unlink()  # now it claims to be the real CIFAR-10
-    with pytest.raises(EdgecnnError, match="incomplete or corrupt"):
+    with pytest.raises(EdgecnnError, match="not Toronto's \\(checksum mismatch in data_batch_1\\); .*--no-verify"):
         load_dataset("cifar10", tmp_path)
+    data = load_dataset("cifar10", tmp_path, verify=False)  # a user's own copy, taken as it is when asked
+    assert data.checksums == "not checked" and data.describe()["checksums"] == "not checked"
+    assert len(data.test) == 100
 
 
 def test_missing_cifar_says_where_to_put_it(tmp_path):
@@ -110,7 +113,10 @@ def test_fashion_mnist_wrong_layout_and_corrupt_files(tmp_path):
     for gz in DEBIAN_FASHION_MNIST.glob("*.gz"):
         shutil.copy(gz, tmp_path / gz.name)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"garbage")
-    with pytest.raises(EdgecnnError, match="cannot read"):
+    with pytest.raises(EdgecnnError, match="t10k-labels-idx1-ubyte.gz is not an IDX file"):
+        load_dataset("fashion-mnist", tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bgarbage")  # gzip magic, broken stream
+    with pytest.raises(EdgecnnError, match="cannot read .*t10k-labels-idx1-ubyte.gz"):
         load_dataset("fashion-mnist", tmp_path)
 
 
@@ -129,3 +135,98 @@ def test_normalize_matches_torchvision():
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     reference = torch.stack([transforms.Normalize(mean, std)(img.float() / 255) for img in images])
     torch.testing.assert_close(normalize(images, mean, std), reference)
+
+
+def idx_bytes(kind: int, shape: tuple[int, ...], payload: bytes) -> bytes:
+    header = bytes([0, 0, kind, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
+    return header + payload
+
+
+def fashion_subset(folder, train: int, test: int) -> None:
+    """A Fashion-MNIST folder holding the first `train`/`test` images of the Debian files (a user's own subset)."""
+    from edgecnn.data import read_idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", train), ("t10k", test)):
+        images = read_idx(DEBIAN_FASHION_MNIST / f"{name}-images-idx3-ubyte.gz", 3)[:count]
+        labels = read_idx(DEBIAN_FASHION_MNIST / f"{name}-labels-idx1-ubyte.gz", 1)[:count]
+        (folder / f"{name}-images-idx3-ubyte").write_bytes(idx_bytes(8, images.shape, images.tobytes()))
+        (folder / f"{name}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(8, labels.shape,
+                                                                                     labels.tobytes())))
+
+
+def test_each_source_is_read_as_it_is_in_either_order(tmp_path):
+    """A subset given with --data-dir and the default source never stand in for each other, whichever comes first,
+    and a truncated folder poisons nothing."""
+    fashion_subset(tmp_path / "subset", 300, 50)
+    for order in (("subset", None), (None, "subset")):
+        for which in order:
+            data = load_dataset("fashion-mnist", tmp_path / which if which else None)
+            assert len(data.test) == (50 if which else 10_000)
+    subset, full = load_dataset("fashion-mnist", tmp_path / "subset"), load_dataset("fashion-mnist")
+    assert subset.fingerprint != full.fingerprint and subset.source == str((tmp_path / "subset").resolve())
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "subset", broken)
+    (broken / "train-images-idx3-ubyte").write_bytes((broken / "train-images-idx3-ubyte").read_bytes()[:5000])
+    with pytest.raises(EdgecnnError, match=r"train-images-idx3-ubyte is truncated: its header says 300x28x28"):
+        load_dataset("fashion-mnist", broken)
+    assert len(load_dataset("fashion-mnist").test) == 10_000  # the intact default is still read
+
+
+@pytest.mark.parametrize("kind,shape,size,message", [
+    (0x0D, (3, 28, 28), 3 * 28 * 28 * 4, "is an IDX file of 32-bit floats, not unsigned bytes"),
+    (0x08, (3, 28), 3 * 28, "has 2 dimensions, not 3"),
+    (0x08, (3, 30, 30), 3 * 900, "holds 30x30 images, not 28x28"),
+    (0x08, (3, 28, 28), 3 * 784 + 7, "is too long"),
+])
+def test_malformed_idx_files_are_one_line_errors_naming_the_users_file(tmp_path, kind, shape, size, message):
+    fashion_subset(tmp_path, 3, 3)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(kind, shape, bytes(size)))
+    with pytest.raises(EdgecnnError) as info:
+        load_dataset("fashion-mnist", tmp_path)
+    assert str(tmp_path / "train-images-idx3-ubyte") in str(info.value) and message in str(info.value)
+
+
+def test_python3_pickles_of_a_users_own_cifar_copy_need_no_verify(tmp_path, cifar_dirs):
+    import numpy as np
+
+    folder = tmp_path / "cifar-10-batches-py"
+    shutil.copytree(cifar_dirs[0] / "cifar-10-batches-py", folder)
+    (folder / SYNTHETIC_MARKER).unlink()
+    for path in folder.iterdir():  # re-pickled as Python 3 would write them: str keys, protocol 5
+        with open(path, "rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")
+        if "data" in entry:
+            entry = {"data": np.ascontiguousarray(entry["data"][:60]), "labels": entry["labels"][:60]}
+        path.write_bytes(pickle.dumps(entry, protocol=5))
+    with pytest.raises(EdgecnnError, match="checksum mismatch.*--no-verify"):
+        load_dataset("cifar10", tmp_path)
+    data = load_dataset("cifar10", tmp_path, verify=False)
+    assert len(data.train) + len(data.val) == 300 and len(data.test) == 60
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path, cifar_dirs):
+    shutil.copytree(cifar_dirs[0], tmp_path, dirs_exist_ok=True)
+    marker = tmp_path / "pwned"
+
+    class Hostile:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(pickle.dumps({"data": Hostile()}))
+    with pytest.raises(EdgecnnError, match="not in CIFAR.s python format: .*it refers to (io|builtins).open"):
+        load_dataset("cifar10", tmp_path)
+    assert not marker.exists()
+
+
+def test_load_recorded_finds_the_runs_own_data_and_refuses_other_data(tmp_path):
+    from edgecnn.data import load_recorded
+
+    fashion_subset(tmp_path / "subset", 200, 40)
+    described = load_dataset("fashion-mnist", tmp_path / "subset").describe()
+    assert len(load_recorded(described, what="run r").test) == 40  # its recorded source, without --data-dir
+    fashion_subset(tmp_path / "other", 200, 41)
+    with pytest.raises(EdgecnnError, match=r"run r was made with fashion-mnist from .*subset \(180/20/40 images\), "
+                                           r"but the data found in .*other differs \(180/20/41\)"):
+        load_recorded(described, tmp_path / "other", what="run r")
+    assert len(load_recorded(described, tmp_path / "other", what="run r", strict=False).test) == 41

@@ -47,7 +47,8 @@ def test_the_cli_reruns_with_every_stage_skipped(pipeline_folder, tmp_path):
     out = tmp_path / "report"
     result = subprocess.run(
         [sys.executable, "-m", "edgecnn", "pipeline", "--models", "vgg19-exp8", "--dataset", "cifar10",
-         "--formats", "onnx", "--threads", "1", "--data-dir", root / "data", "--runs-dir", root / "runs",
+         "--formats", "onnx", "--calib-samples", "100", "--threads", "1", "--data-dir", root / "data",
+         "--runs-dir", root / "runs",
          "--exports-root", root / "artifacts", "--store", root / "results" / "bench.sqlite", "--out", out, "--no-qat"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -72,7 +73,10 @@ def test_an_int8_drop_above_the_threshold_triggers_qat_and_its_export(pipeline_f
     export = root / "artifacts" / "vgg19-exp8-cifar10-pipeline"
     drop = int8_drop_pp(export)
     assert drop is not None
-    config = dict(models=("vgg19-exp8",), dataset="cifar10", formats=("onnx",), calib_samples=100, threads=(1,),
+    from edgecnn.export.options import ExportOptions
+
+    config = dict(models=("vgg19-exp8",), dataset="cifar10", export=ExportOptions(formats=("onnx",), int8=True,
+                                                                                     calib_samples=100), threads=(1,),
                   bench_runs=10, bench_warmup=2, data_dir=str(root / "data"), runs_dir=str(root / "runs"),
                   artifacts_dir=str(root / "artifacts"), store=str(root / "results" / "bench.sqlite"),
                   report_dir=str(root / "report"), qat_images_per_epoch=64)

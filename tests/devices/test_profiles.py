@@ -55,10 +55,10 @@ def test_broken_user_files_are_one_line_errors(user_config):
     user_config.mkdir(parents=True)
     (user_config / "broken.toml").write_text("transport = [unclosed")
     with pytest.raises(EdgecnnError, match="is not readable TOML"):
-        list_profiles()
+        get_profile("broken")
     (user_config / "broken.toml").write_text('transport = "ssh"\nssh_host = "a"\npasword = "x"\n')
     with pytest.raises(EdgecnnError, match="unknown key 'pasword'"):
-        list_profiles()
+        get_profile("broken")
 
 
 def test_unknown_device_suggests_a_name():
@@ -84,3 +84,26 @@ def test_cli(tmp_path):
     assert missing.returncode == 2 and missing.stderr.startswith("edgecnn: error: unknown device 'rpi9'")
     bad = edgecnn("add", "x", "--ssh-host", "h", "--threads", "two")
     assert bad.returncode == 2 and "--threads must be a comma list" in bad.stderr
+
+
+@pytest.mark.parametrize("text,message", [
+    ('transport = "ssh"\nssh_host = 5\n', "ssh_host must be a string, not 5"),
+    ('transport = "ssh"\nssh_host = "x"\nthreads = "1,2"\n', "threads must be a list of integers"),
+    ('transport = "ssh"\nssh_host = "x"\nssh_port = "22"\n', "ssh_port must be a positive integer"),
+    ('transport = "ssh"\nssh_host = "x"\nwarp = 9\n', "unknown key 'warp'"),
+    ('transport = "ssh\n', "is not readable TOML"),
+])
+def test_one_broken_user_profile_is_skipped_by_everything_that_does_not_need_it(user_config, text, message):
+    user_config.mkdir(parents=True)
+    (user_config / "broken.toml").write_text(text)
+    problems = []
+    assert "host" in list_profiles(problems) and "broken" not in list_profiles()
+    assert len(problems) == 1 and "broken.toml" in problems[0] and message in problems[0]
+    assert get_profile("host").transport == "local"  # bench --device host never reads the broken file
+    with pytest.raises(EdgecnnError, match=message):
+        get_profile("broken")
+    env = {**os.environ, "EDGECNN_CONFIG_DIR": str(user_config.parent)}
+    listed = subprocess.run([sys.executable, "-m", "edgecnn", "devices", "list", "--json"], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert listed.returncode == 0 and "host" in {p["name"] for p in json.loads(listed.stdout)}
+    assert listed.stderr.strip().splitlines() == [f"edgecnn: warning: skipped {problems[0]}"]

@@ -129,3 +129,43 @@ def test_bundle_cli(exported, trained_run, tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"edgecnn: error: {tmp_path} holds no export.json; run 'edgecnn export' first"
+
+
+@pytest.mark.parametrize("runtime,runs,skipped", [
+    ("onnxruntime", ["model.fp32.onnx", "model.int8.onnx"], ["model.fp32.tflite", "model.int8.tflite"]),
+    ("litert", ["model.fp32.tflite", "model.int8.tflite"], ["model.fp32.onnx", "model.int8.onnx"])])
+def test_a_board_with_one_runtime_runs_the_files_it_can(bundle, device_python, tmp_path, runtime, runs, skipped):
+    python = device_python(runtime)
+
+    def run(*args):
+        return subprocess.run([python, str(bundle / "runner.py"), *map(str, args)], capture_output=True, text=True,
+                              timeout=300, cwd=bundle)
+
+    evaluated = run("eval")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert [r["file"] for r in report["results"]] == runs and [s["file"] for s in report["skipped"]] == skipped
+    assert "Traceback" not in evaluated.stderr and all(f"runner: skipped {f}: needs" in evaluated.stderr for f in skipped)
+    np.save(tmp_path / "one.npy", np.load(bundle / "sample_images.npy")[0])
+    assert run("predict", tmp_path / "one.npy").returncode == 0  # the default file is one this board can run
+    timed = run("bench", "--runs", 3, "--warmup", 1)
+    assert timed.returncode == 0 and json.loads(timed.stdout)["file"] == runs[0]
+    missing = run("eval", "--model", skipped[0])
+    package = "ai-edge-litert" if runtime == "onnxruntime" else "onnxruntime"
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (f"runner: error: {skipped[0]} needs {package}, which is not installed here: "
+                                      f"pip install {package}")
+
+
+def test_the_manifest_must_agree_with_itself(bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["artifacts"][1]["sha256"] = "0" * 64  # edited: files{} still matches the bytes, artifacts[] does not
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = runner(copy, "verify")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"runner: error: manifest.json disagrees with itself: {manifest['artifacts'][1]['file']}'s sha256 under "
+        "artifacts is not the one its file list holds (an edited manifest)")

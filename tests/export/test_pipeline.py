@@ -10,6 +10,7 @@ import pytest
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import pipeline
+from edgecnn.export.options import parse_formats
 from edgecnn.export.pipeline import ExportOptions, calibration_images, export_checkpoint
 from edgecnn.export.runner import open_model, preprocess
 from edgecnn.export.tflite import count_ops
@@ -98,8 +99,13 @@ def test_onnx_carries_what_a_deployment_needs(exported):
     assert json.loads(meta["mean"]) == report["data"]["mean"] and json.loads(meta["std"]) == report["data"]["std"]
     assert report["head_activation"] == "relu"  # vgg19-exp8: conv head, ReLU, then GAP
     # no ghost module: both graphs are the model as trained
-    assert report["rewrites"]["fp32"] == {"ghost": "auto", "ghost_rewritten": 0, "ghost_kept": 0}
-    assert report["rewrites"]["int8"] == {"ghost": "depthwise", "ghost_rewritten": 0, "ghost_kept": 0}
+    assert report["rewrites"]["op-minimal/fp32"] == {"ghost": "auto", "ghost_rewritten": 0, "ghost_kept": 0}
+    assert report["rewrites"]["op-minimal/int8"] == {"ghost": "depthwise", "ghost_rewritten": 0, "ghost_kept": 0}
+    # every other graph form is the same graph here: named as such, not written again
+    assert report["forms_alike"] == {f"{fmt}-{p}-{tag}": f"{fmt}-{p}" for fmt in ("onnx", "tflite")
+                                     for p in ("fp32", "int8") for tag in ("macs", "nolayout")}
+    assert sorted(a["file"] for a in report["artifacts"] if a["file"]) == [
+        "model.fp32.onnx", "model.fp32.tflite", "model.int8.onnx", "model.int8.tflite"]
     graph = onnx.load(str(out / "model.fp32.onnx")).graph
     assert graph.input[0].name == "input" and graph.output[0].name == "logits"
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic (dynamic) batch
@@ -124,7 +130,10 @@ def test_a_failing_converter_is_a_row_and_the_rest_still_export(trained_run, tmp
     def broken(*args):
         raise RuntimeError("converter exploded\nsecond line")
 
-    monkeypatch.setitem(pipeline.FORMATS, "tflite", pipeline.Format(".tflite", broken, broken, False))
+    import dataclasses
+
+    monkeypatch.setitem(pipeline.FORMATS, "tflite", dataclasses.replace(pipeline.FORMATS["tflite"], export_fp32=broken,
+                                                                        export_int8=broken))
     report = export_checkpoint(run.checkpoint(), tmp_path, ExportOptions(int8=False), data_dir=data_dir)
     table = rows(report)
     assert table["onnx-fp32"]["status"] == "ok"
@@ -141,4 +150,4 @@ def test_the_logit_activation_quirk_is_recorded():
 
 def test_unknown_format_is_refused():
     with pytest.raises(EdgecnnError, match="unknown format coreml"):
-        pipeline.parse_formats("onnx,coreml")
+        parse_formats("onnx,coreml")

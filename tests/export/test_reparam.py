@@ -12,7 +12,8 @@ from torch import nn
 
 from edgecnn.compress.layers.ghost import GhostModule
 from edgecnn.compress.zoo import get_model, list_models, settle_batchnorm
-from edgecnn.export.reparam import DepthwiseGhost, FoldedGhost, fold_ghost, ghost_as_depthwise, reparameterize
+from edgecnn.compress.layers.ghost import DepthwiseGhost, FoldedGhost
+from edgecnn.export.reparam import channel_last, reparameterize
 
 
 def trained_like(name: str, in_chans: int = 3) -> nn.Module:
@@ -27,7 +28,7 @@ def trained_like(name: str, in_chans: int = 3) -> nn.Module:
     return settle_batchnorm(model, [torch.randn(16, in_chans, 32, 32) for _ in range(3)])
 
 
-@pytest.mark.parametrize("ghost", ["fold", "depthwise", "auto"])
+@pytest.mark.parametrize("ghost", ["fold", "fold-dense", "depthwise", "auto"])
 @pytest.mark.parametrize("name", list_models())
 def test_rewrite_keeps_the_logits(name, ghost):
     model = trained_like(name)
@@ -36,10 +37,17 @@ def test_rewrite_keeps_the_logits(name, ghost):
     folded, counts = reparameterize(model, x[:1], ghost)
     shuffled = sum(isinstance(m, GhostModule) and not isinstance(m.primary, nn.Conv2d) for m in model.modules())
     taken = shuffled if ghost == "auto" else ghosts
-    assert counts == {"ghost": ghost, "ghost_rewritten": taken, "ghost_kept": ghosts - taken}
+    assert {k: counts[k] for k in ("ghost", "ghost_rewritten", "ghost_kept")} == {
+        "ghost": ghost, "ghost_rewritten": taken, "ghost_kept": ghosts - taken}
+    if ghost.startswith("fold") and name.startswith("resnet101") and ghosts:  # ghost bottlenecks on a residual trunk
+        from edgecnn.compress.layers import GhostBottleneck
+
+        # every block's project module gave its BatchNorm shift to the trunk (no shift operator left)
+        assert counts["shifts_moved"] == sum(isinstance(m, GhostBottleneck) for m in model.modules())
     assert sum(isinstance(m, GhostModule) for m in folded.modules()) == ghosts - taken
     with torch.no_grad():
         reference, rewritten = model(x), folded(x)
+        channel_last_rewritten = channel_last(folded)[0](x)  # the same form as the TFLite files convert it
         exact = copy.deepcopy(model).double()(x.double())
     # 1e-5, or three times the model's own float32 error where that is larger: both results carry their own float32
     # rounding (of the same size, the operations differ in order) and the rewritten weights are rounded to float32
@@ -47,10 +55,11 @@ def test_rewrite_keeps_the_logits(name, ghost):
     # float64, and the two differ by up to 2.3x that). The ResNet-101 variants hold 1e-5.
     own_error = (reference.double() - exact).abs().max().item()
     assert (reference - rewritten).abs().max().item() <= max(1e-5, 3 * own_error)
+    assert (reference - channel_last_rewritten).abs().max().item() <= max(1e-5, 3 * own_error)
     assert any(isinstance(m, GhostModule) for m in model.modules()) == (ghosts > 0)  # the original is unchanged
 
 
-def test_fold_is_exact_on_the_border_and_through_the_shuffle():
+def test_fold_keeps_the_grouped_conv_and_is_exact_on_the_border_and_through_the_shuffle():
     torch.manual_seed(1)
     module = GhostModule(16, 32, act="relu6", primary_groups=4)
     nn.init.uniform_(module.bn.weight, 0.5, 2.0)
@@ -59,11 +68,26 @@ def test_fold_is_exact_on_the_border_and_through_the_shuffle():
     module.bn.running_var.uniform_(0.5, 2.0)
     module.eval()
     x = torch.randn(4, 16, 7, 5)
-    folded = fold_ghost(module, (7, 5))
-    assert isinstance(folded, FoldedGhost) and folded.border is not None
-    assert folded.border[..., 1:-1, 1:-1].abs().max() == 0  # only the border needs the correction map
+    folded = module.deploy("fold")
+    assert isinstance(folded, FoldedGhost)
+    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    # every multiply-add of the original and no more: the grouped primary and the half-width depthwise conv
+    assert [(c.out_channels, c.groups) for c in convs] == [(16, 4), (16, 16)]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     with torch.no_grad():
         assert torch.allclose(module(x), folded(x), atol=1e-5, rtol=0)
+
+
+def test_channel_last_shuffle_is_the_same_permutation():
+    from edgecnn.compress.layers import ChannelShuffle
+    from edgecnn.compress.layers.shuffle import ChannelLastShuffle
+
+    model = nn.Sequential(nn.Conv2d(8, 24, 1, groups=4), ChannelShuffle(4), nn.Conv2d(24, 24, 3, groups=24))
+    rewritten, count = channel_last(model)
+    assert count == 1 and isinstance(rewritten[1], ChannelLastShuffle)
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(model(x), rewritten(x), atol=1e-6, rtol=0)  # the same sums, other memory strides
 
 
 def test_depthwise_form_is_two_convs_and_exact_on_the_border_and_through_the_shuffle():
@@ -74,7 +98,7 @@ def test_depthwise_form_is_two_convs_and_exact_on_the_border_and_through_the_shu
     module.bn.running_mean.normal_(0.0, 1.0)
     module.bn.running_var.uniform_(0.5, 2.0)
     module.eval()
-    rewritten = ghost_as_depthwise(module)
+    rewritten = module.deploy("depthwise")
     assert isinstance(rewritten, DepthwiseGhost)
     convs = [m for m in rewritten.modules() if isinstance(m, nn.Conv2d)]
     # the shuffle is absorbed into a dense primary; one depthwise conv does the cheap op and the concat's other half
@@ -84,11 +108,17 @@ def test_depthwise_form_is_two_convs_and_exact_on_the_border_and_through_the_shu
         assert torch.allclose(module(x), rewritten(x), atol=1e-5, rtol=0)
 
 
-def test_a_vanishing_primary_scale_keeps_the_batchnorm():
+def test_a_vanishing_primary_scale_is_never_divided_by():
+    torch.manual_seed(3)
     module = GhostModule(8, 16).eval()
     with torch.no_grad():
         module.bn.weight[12] = 0.0  # a primary channel the network switched off
-    assert fold_ghost(module, (8, 8)) is None
+    folded = module.deploy("fold")
+    # the primary half keeps its scale in a 1x1 depthwise conv instead of dividing the cheap conv by zero
+    assert isinstance(folded.affine, nn.Conv2d) and folded.affine.kernel_size == (1, 1)
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(module(x), folded(x), atol=1e-5, rtol=0)
 
 
 def small_ghost_net() -> nn.Module:

@@ -22,7 +22,7 @@ def test_preprocess_matches_training_normalization():
 
 
 def test_unknown_suffix_is_refused():
-    with pytest.raises(ValueError, match="no runtime for .pt"):
+    with pytest.raises(runner.RunnerError, match="no runtime for .pt"):
         runner.open_model("model.pt")
 
 
@@ -44,9 +44,9 @@ def test_tflite_layouts_compute_the_same_and_the_file_says_which(tmp_path):
         np.testing.assert_allclose(loaded.predict(x.numpy()), expected, rtol=0, atol=1e-5)  # callers feed NCHW
     assert count_ops(tmp_path / "nchw.tflite").get("TRANSPOSE", 0) == 1  # the converter's NCHW -> NHWC
     assert count_ops(tmp_path / "nhwc.tflite").get("TRANSPOSE", 0) == 0
-    with pytest.raises(ValueError, match=r"takes NHWC input \[1, 32, 32, 3\], not NCHW"):
+    with pytest.raises(runner.RunnerError, match=r"takes NHWC input \[1, 32, 32, 3\], not NCHW"):
         runner.open_model(str(tmp_path / "nhwc.tflite"), layout="NCHW")
-    with pytest.raises(ValueError, match="layout must be NCHW or NHWC"):
+    with pytest.raises(runner.RunnerError, match="layout must be NCHW or NHWC"):
         runner.open_model(str(tmp_path / "nhwc.tflite"), layout="CHW")
 
 
