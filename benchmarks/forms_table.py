@@ -81,8 +81,8 @@ def main() -> None:
             picks = recommend([d for d in deployment if d["precision"] == precision], 1.0, real_boards())
             for pick in picks:
                 naive = next((d for d in deployment if d["device"] == (pick["by"] or pick["device"])
-                              and d["form"] == "naive" and d["format"] == pick["file"].rsplit(".", 1)[-1]
-                              .replace("tflite", "tflite").replace("onnx", "onnx") and d["precision"] == precision
+                              and d["form"] == "naive" and d["format"] == pick["file"].rsplit(".", 1)[-1]  # .onnx / .tflite
+                              and d["precision"] == precision
                               and d["threads"] == pick["threads"]), None)
                 metric = pick["metric"]
                 ratio = f", {pick['value'] / naive[metric]:.2f}x the naive {naive['file']}" if naive else ""

@@ -418,12 +418,17 @@ def _export_copy(c, change) -> Path:
     return folder
 
 
-def _edit_record(edit):
+def _edit_json(name: str, edit):
+    """A change that loads a folder's JSON file, edits it in place and writes it back."""
     def change(folder: Path) -> None:
-        record = json.loads((folder / "export.json").read_text())
-        edit(record)
-        (folder / "export.json").write_text(json.dumps(record))
+        document = json.loads((folder / name).read_text())
+        edit(document)
+        (folder / name).write_text(json.dumps(document))
     return change
+
+
+def _edit_record(edit):
+    return _edit_json("export.json", edit)
 
 
 BUNDLE = {
@@ -464,11 +469,7 @@ def _bundle_copy(c, change=None) -> Path:
 
 
 def _manifest(edit):
-    def change(folder: Path) -> None:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        edit(manifest)
-        (folder / "manifest.json").write_text(json.dumps(manifest))
-    return change
+    return _edit_json("manifest.json", edit)
 
 
 def _bare(c, name: str, content: bytes) -> Path:
