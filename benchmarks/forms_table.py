@@ -80,9 +80,9 @@ def main() -> None:
         for precision in ("fp32", "int8"):
             picks = recommend([d for d in deployment if d["precision"] == precision], 1.0, real_boards())
             for pick in picks:
+                naive_file = _naive_file(record, pick["file"].rsplit(".", 1)[-1], precision)
                 naive = next((d for d in deployment if d["device"] == (pick["by"] or pick["device"])
-                              and d["form"] == "naive" and d["format"] == pick["file"].rsplit(".", 1)[-1]  # .onnx / .tflite
-                              and d["precision"] == precision
+                              and d["file"] == naive_file
                               and d["threads"] == pick["threads"]), None)
                 metric = pick["metric"]
                 ratio = f", {pick['value'] / naive[metric]:.2f}x the naive {naive['file']}" if naive else ""
@@ -90,6 +90,13 @@ def main() -> None:
                          else f"{pick['value']:.3f} ms")
                 print(f"{precision} {pick['device']}: {pick['file']} ({pick['form']}), {value}{ratio}"
                       + (f" [by {pick['by']}]" if pick["by"] else ""))
+
+
+def _naive_file(record, fmt: str, precision: str) -> str | None:
+    """The file of the naive form, or of the form that is the same graph (export.json's forms_alike)."""
+    name = f"{fmt}-{precision}-naive"
+    name = record.forms_alike.get(name, name)
+    return next((a.file for a in record.artifacts if a.name == name), None)
 
 
 if __name__ == "__main__":

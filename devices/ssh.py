@@ -109,7 +109,12 @@ class SshTransport(Transport):
                     "accepts a host key by itself")
         if "Permission denied" in text:
             return f"device {name}: {host} refused the login (no usable key; edgecnn uses keys and the agent only)"
-        if any(s in text for s in ("Connection refused", "timed out", "No route to host", "Could not resolve",
-                                   "Name or service not known", "Connection closed", "Connection reset")):
-            return f"device {name}: cannot reach {host}: {lines[-1] if lines else 'connection failed'}"
+        if any(s in text for s in ("Could not resolve", "Name or service not known")):
+            return (f"device {name}: {host} is not a known host name: add a 'Host {host}' entry (HostName, User) to "
+                    f"~/.ssh/config, or point the profile at the board (edgecnn devices add {name} --ssh-host "
+                    f"ADDRESS), then edgecnn devices check {name}")
+        if any(s in text for s in ("Connection refused", "timed out", "No route to host", "Connection closed",
+                                   "Connection reset")):
+            return (f"device {name}: cannot reach {host}: {lines[-1] if lines else 'connection failed'} (is it on "
+                    f"and is its sshd running? edgecnn devices check {name})")
         return f"device {name}: ssh to {host} failed: {lines[-1] if lines else 'exit status 255'}"

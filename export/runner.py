@@ -479,8 +479,11 @@ def load_image(path: str, channels: int) -> np.ndarray:
         image = image[None]
     if image.ndim == 3 and image.shape[-1] in (1, 3) and image.shape[0] not in (1, 3):
         image = image.transpose(2, 0, 1)  # HWC -> CHW
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[1:] == (28, 28):
+        image = np.pad(image, ((0, 0), (2, 2), (2, 2)))  # MNIST-style 28x28, padded with black as in training
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[1:] != (32, 32):
-        raise RunnerError(f"{path}: expected a uint8 32x32 image, got {image.dtype} {tuple(image.shape)}")
+        raise RunnerError(f"{path}: expected a uint8 32x32 image (28x28 is padded with black as in training; "
+                          f"resize other sizes first), got {image.dtype} {tuple(image.shape)}")
     if image.shape[0] != channels:
         image = image.mean(0, keepdims=True).astype(np.uint8) if channels == 1 else np.repeat(image[:1], 3, 0)
     return image

@@ -61,6 +61,13 @@ def test_unreachable_device_is_a_one_line_error(sshd, monkeypatch):
         check(profile())
 
 
+def test_an_unknown_host_name_says_what_to_configure(sshd, monkeypatch):
+    monkeypatch.setenv("EDGECNN_SSH_CONFIG", sshd["config"]("ok", sshd["dir"] / "known_hosts"))
+    with pytest.raises(EdgecnnError, match=r"rpi4\.invalid is not a known host name: add a 'Host rpi4\.invalid' "
+                                           r"entry .* ~/\.ssh/config.*edgecnn devices check loop"):
+        check(profile(ssh_host="rpi4.invalid"))
+
+
 def test_devices_check_cli(sshd, tmp_path):
     env = {**os.environ, "EDGECNN_CONFIG_DIR": str(tmp_path / "config"),
            "EDGECNN_SSH_CONFIG": sshd["config"]("ok", sshd["dir"] / "known_hosts")}

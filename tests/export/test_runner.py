@@ -87,3 +87,17 @@ print(model.predict(x).shape)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(3, 4)"
+
+
+def test_a_native_28x28_image_is_padded_as_in_training(tmp_path):
+    """Fashion-MNIST images are 28x28; training pads them with black to 32x32 (edgecnn/data.py: rows and columns
+    2..29), and so does `predict`."""
+    image = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    np.save(tmp_path / "shirt.npy", image)
+    loaded = runner.load_image(str(tmp_path / "shirt.npy"), channels=1)
+    expected = np.zeros((1, 32, 32), np.uint8)
+    expected[0, 2:30, 2:30] = image
+    np.testing.assert_array_equal(loaded, expected)
+    np.save(tmp_path / "odd.npy", np.zeros((30, 30), np.uint8))
+    with pytest.raises(runner.RunnerError, match="resize other sizes first"):
+        runner.load_image(str(tmp_path / "odd.npy"), channels=1)
