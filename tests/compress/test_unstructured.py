@@ -1,4 +1,4 @@
-"""The paper's pruning arithmetic: the non-zero counts per step must match ../shared/paper-spec.md §4.5 exactly."""
+"""The paper's pruning arithmetic: the non-zero counts per step must match docs/paper-spec.md §4.5 exactly."""
 
 import pytest
 import torch
