@@ -27,7 +27,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.export.bundle import Manifest
 
 from .options import BenchPlan
-from .store import ResultStore
+from .store import ResultStore, metric_of
 
 FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
 
@@ -328,7 +328,7 @@ def files_for_device(export_dir: Path, profile: DeviceProfile, store: ResultStor
     except EdgecnnError:
         return None, f"no measured bundle in {export_dir}"
     rows = [r for r in store.rows() if r["bundle"] == bundle and r["status"] == "ok" and r["format"] != "pytorch"]
-    own = [r for r in rows if r["device"] == profile.name and r.get(_metric(r)) is not None]
+    own = [r for r in rows if r["device"] == profile.name and r.get(metric_of(r)) is not None]
     stand_in = [r for r in rows if profile.cpu and r.get("target") == profile.cpu and r.get("judge") == "instructions"
                 and r.get("instructions") is not None]
     chosen = own or stand_in
@@ -337,11 +337,7 @@ def files_for_device(export_dir: Path, profile: DeviceProfile, store: ResultStor
     best: dict[tuple[str, str], dict] = {}
     for row in chosen:
         key = (row["format"], row["precision"])
-        if key not in best or row[_metric(row)] < best[key][_metric(best[key])]:
+        if key not in best or row[metric_of(row)] < best[key][metric_of(best[key])]:
             best[key] = row
     source = profile.name if own else f"{chosen[0]['device']} (instruction counts on {profile.cpu})"
     return sorted({r["file"] for r in best.values()}), f"cheapest form per format and precision on {source}"
-
-
-def _metric(row: dict) -> str:
-    return "instructions" if row.get("judge") == "instructions" else "p50_ms"

@@ -53,6 +53,15 @@ def _wait_seconds() -> float:
         return 30.0
 
 
+#: what a row is ranked by: its device judge's measurement (lower is better)
+JUDGE_METRIC = {"timing": "p50_ms", "instructions": "instructions"}
+
+
+def metric_of(row: dict) -> str:
+    """The column a row's device is judged by (p50 latency, or executed instructions on an emulated board)."""
+    return JUDGE_METRIC.get(row.get("judge") or "timing", "p50_ms")
+
+
 class ResultStore:
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path else default_path()

@@ -16,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgecnn.bench.store import metric_of
 from edgecnn.io import sha256_file
 
 # MicroNet challenge (NeurIPS 2019) normalisation: WideResNet-28-10 on CIFAR-100, 36.5 M parameters and
@@ -183,9 +184,6 @@ def real_boards() -> dict[str, str]:
     return {name: p.cpu for name, p in list_profiles().items() if p.cpu and not p.counts_instructions}
 
 
-#: what a device's files are ranked by: its judge's measurement (lower is better)
-METRIC = {"timing": "p50_ms", "instructions": "instructions"}
-
 
 def recommend(rows: list[dict], max_drop: float, boards: dict[str, str] | None = None) -> list[dict]:
     """Per device: the deployable file (PyTorch eager is a reference, not a deliverable) with the lowest cost by
@@ -195,7 +193,7 @@ def recommend(rows: list[dict], max_drop: float, boards: dict[str, str] | None =
     picks = []
     for device in sorted({r["device"] for r in rows}):
         judge = next(r.get("judge") or "timing" for r in rows if r["device"] == device)
-        metric = METRIC.get(judge, "p50_ms")
+        metric = metric_of({"judge": judge})
         candidates = [r for r in rows if r["device"] == device and r["format"] != "pytorch"
                       and r.get(metric) is not None and accuracy_of(r) is not None]
         if not candidates:

@@ -208,3 +208,27 @@ def _runner_timing(work: Path) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_a_real_pi_gets_the_files_its_cpu_counts_cheapest_until_it_is_benched(bundle_dir, tmp_path):
+    """files_for_device (edgecnn bundle --device): per format and precision the cheapest form by the device's own
+    rows; a real Pi with none yet takes the emulated board of its CPU; nothing measured ships every file."""
+    from edgecnn.bench.harness import files_for_device
+    from edgecnn.devices.profiles import get_profile
+    from edgecnn.export.bundle import Manifest
+
+    export_dir = bundle_dir.parent  # the export folder holding bundle/
+    bundle = Manifest.read(bundle_dir).bundle_id
+    store = ResultStore(tmp_path / "s.sqlite")
+    rpi4 = get_profile("rpi4")
+    assert files_for_device(export_dir, rpi4, store)[0] is None
+    counted = {"model.int8.tflite": 9e6, "model.int8.naive.tflite": 7e6, "model.int8.onnx": 8e6}
+    for file, instructions in counted.items():
+        store.add({"session": "s", "device": "pi4-emulated", "bundle": bundle, "file": file, "status": "ok",
+                   "format": file.rsplit(".", 1)[-1], "precision": "int8", "judge": "instructions",
+                   "target": "cortex-a72", "instructions": instructions})
+    files, why = files_for_device(export_dir, rpi4, store)
+    assert files == ["model.int8.naive.tflite", "model.int8.onnx"] and "cortex-a72" in why
+    store.add({"session": "t", "device": "rpi4", "bundle": bundle, "file": "model.int8.tflite", "status": "ok",
+               "format": "tflite", "precision": "int8", "judge": "timing", "p50_ms": 3.0})
+    assert files_for_device(export_dir, rpi4, store)[0] == ["model.int8.tflite"]  # the board's own timing wins

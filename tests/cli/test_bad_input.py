@@ -224,11 +224,16 @@ def _hostile_pickle(root: Path) -> bool:
     return True
 
 
+def cli_refuses(case, ctx, capfd, *watched: Path) -> None:
+    """Build the case's input, run the command and check the refusal left every watched folder as it was."""
+    args = case.build(ctx)
+    before = snapshot(*watched)
+    assert_refused(run_cli(capfd, *args), before, list(watched), case.message)
+
+
 @cases("data", DATA)
 def test_data_inputs(case, ctx, capfd):
-    args = case.build(ctx)
-    before = snapshot(ctx["work"])
-    assert_refused(run_cli(capfd, *args), before, [ctx["work"]], case.message)
+    cli_refuses(case, ctx, capfd, ctx["work"])
     assert not (ctx["work"] / "pwned").exists()
 
 
@@ -272,9 +277,7 @@ def _locked_resume(c) -> list:
 
 @cases("train", TRAIN)
 def test_train_inputs(case, ctx, capfd):
-    args = case.build(ctx)
-    before = snapshot(ctx["work"])
-    assert_refused(run_cli(capfd, *args), before, [ctx["work"]], case.message)
+    cli_refuses(case, ctx, capfd, ctx["work"])
     assert not (ctx["work"].parent / "escape").exists()
 
 
@@ -335,9 +338,7 @@ COMPRESS = {
 
 @cases("compress", COMPRESS)
 def test_compress_inputs(case, ctx, capfd):
-    args = case.build(ctx)
-    before = snapshot(ctx["work"], ctx["run"])
-    assert_refused(run_cli(capfd, *args), before, [ctx["work"], ctx["run"]], case.message)
+    cli_refuses(case, ctx, capfd, ctx["work"], ctx["run"])
 
 
 # ------------------------------------------------------------------------------------------------ export
@@ -380,9 +381,7 @@ def _locked_export(c) -> list:
 
 @cases("export", EXPORT)
 def test_export_inputs(case, ctx, capfd):
-    args = case.build(ctx)
-    before = snapshot(ctx["work"], ctx["run"])
-    assert_refused(run_cli(capfd, *args), before, [ctx["work"], ctx["run"]], case.message)
+    cli_refuses(case, ctx, capfd, ctx["work"], ctx["run"])
 
 
 def test_a_killed_export_is_finished_by_the_next_one(ctx):
@@ -454,9 +453,7 @@ BUNDLE = {
 
 @cases("bundle", BUNDLE)
 def test_bundle_inputs(case, ctx, capfd):
-    args = case.build(ctx)
-    before = snapshot(ctx["work"], ctx["export"])
-    assert_refused(run_cli(capfd, *args), before, [ctx["work"], ctx["export"]], case.message)
+    cli_refuses(case, ctx, capfd, ctx["work"], ctx["export"])
 
 
 # ------------------------------------------------------------------------------------------------ runner
@@ -571,9 +568,7 @@ BENCH = {
 
 @cases("bench", BENCH)
 def test_bench_inputs(case, ctx, capfd):
-    args = case.build(ctx)
-    before = snapshot(ctx["work"], ctx["bundle"])
-    assert_refused(run_cli(capfd, *args), before, [ctx["work"], ctx["bundle"]], case.message)
+    cli_refuses(case, ctx, capfd, ctx["work"], ctx["bundle"])
     assert not (ctx["work"].parent / "escape").exists()
 
 
@@ -674,9 +669,7 @@ DEVICES = {
 
 @cases("devices", DEVICES)
 def test_devices_inputs(case, ctx, capfd):
-    args = case.build(ctx)
-    before = snapshot(ctx["work"])
-    assert_refused(run_cli(capfd, *args), before, [ctx["work"]], case.message)
+    cli_refuses(case, ctx, capfd, ctx["work"])
     assert not (ctx["work"] / "pwned").exists()
 
 
@@ -712,9 +705,7 @@ def _sqlite_bytes(c) -> bytes:
 
 @cases("report", REPORT)
 def test_report_inputs(case, ctx, capfd):
-    args = case.build(ctx)
-    before = snapshot(ctx["work"])
-    assert_refused(run_cli(capfd, *args), before, [ctx["work"]], case.message)
+    cli_refuses(case, ctx, capfd, ctx["work"])
 
 
 def test_the_matrix_covers_every_kind():
