@@ -29,7 +29,7 @@ from edgecnn.export.bundle import Manifest
 from .options import BenchPlan
 from .store import ResultStore, metric_of
 
-FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
+FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "ncnn": "ncnn", "executorch": "executorch"}
 
 
 def counts_on(profile: DeviceProfile, plan: BenchPlan) -> bool:

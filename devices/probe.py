@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from .profiles import DeviceProfile
 
-PIP_NAMES = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
+PIP_NAMES = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert", "ncnn": "ncnn", "executorch": "executorch"}
 
 CHECK_SCRIPT = r"""
-import json, platform, importlib
+import json, platform, importlib, importlib.metadata
 found = {}
-for module, dist in (("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("ai_edge_litert", "ai-edge-litert")):
+for module, dist in (("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("ai_edge_litert", "ai-edge-litert"),
+                     ("ncnn", "ncnn")):
     try:
         found[dist] = getattr(importlib.import_module(module), "__version__", "installed")
     except Exception:
         found[dist] = None
+try:  # not imported: its runtime loads torch, which takes long on a small board
+    found["executorch"] = importlib.metadata.version("executorch") if importlib.util.find_spec("torch") else None
+except Exception:
+    found["executorch"] = None
 print(json.dumps({"arch": platform.machine(), "system": platform.platform(), "python": platform.python_version(),
                   "packages": found}))
 """

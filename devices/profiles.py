@@ -36,7 +36,7 @@ else:  # pragma: no cover - Python 3.10
 BUILTIN_DIR = Path(__file__).with_name("profiles")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TRANSPORTS = ("local", "ssh")
-RUNTIMES = ("onnxruntime", "litert")
+RUNTIMES = ("onnxruntime", "litert", "ncnn", "executorch")
 JUDGES = ("timing", "instructions")
 
 

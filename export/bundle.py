@@ -35,7 +35,9 @@ from .record import ExportRecord
 
 BUNDLE_FORMAT = "edgecnn-bundle/1"
 #: what a device installs to run a file of each kind (the runner's Backend for that suffix)
-RUNTIME_REQUIREMENTS = {".onnx": "onnxruntime>=1.20", ".tflite": "ai-edge-litert>=1.2"}
+#: what each file suffix needs on the device besides numpy (ExecuTorch's Python runtime takes torch tensors)
+RUNTIME_REQUIREMENTS = {".onnx": ("onnxruntime>=1.20",), ".tflite": ("ai-edge-litert>=1.2",),
+                        ".ncnn": ("ncnn>=1.0.20250503",), ".pte": ("executorch>=1.5", "torch")}
 
 
 def make_bundle(export_dir: str | Path, out_dir: str | Path, *, sample: int = 1000, data_dir: str | None = None,
@@ -91,7 +93,7 @@ def _make_bundle(record: ExportRecord, artifacts: list, data, out_dir: Path, sam
         "artifacts": [{"file": a.file, "format": a.format, "precision": a.precision, "form": a.form,
                        "mmacs": a.mmacs, "ops": a.ops,
                        "runtime": runner.BACKENDS[Path(a.file).suffix].runtime,
-                       "requires": [RUNTIME_REQUIREMENTS[Path(a.file).suffix]],
+                       "requires": list(RUNTIME_REQUIREMENTS[Path(a.file).suffix]),
                        "layout": a.details.get("layout", "NCHW"), "bytes": a.bytes, "sha256": a.sha256,
                        **runner.open_model(str(staging / a.file), threads=1).io_details(),
                        "export_accuracy": a.accuracy, "export_agreement": a.agreement}
@@ -115,7 +117,8 @@ def requirements(files) -> str:
     by_runtime: dict[str, list[str]] = {}
     for file in files:
         by_runtime.setdefault(RUNTIME_REQUIREMENTS[Path(file).suffix], []).append(file)
-    sections = "".join(f"\n# for {', '.join(names)}\n{requirement}\n" for requirement, names in by_runtime.items())
+    sections = "".join(f"\n# for {', '.join(names)}\n" + "".join(f"{line}\n" for line in requirement)
+                       for requirement, names in by_runtime.items())
     return f"numpy>=1.24\n{sections}"
 
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass, replace
 
 from edgecnn.errors import EdgecnnError
 
-FORMAT_NAMES = ("onnx", "tflite")  # one module each beside this one (export/pipeline.py FORMATS)
+FORMAT_NAMES = ("onnx", "tflite", "ncnn", "executorch")  # one module each beside this one (export/pipeline.py FORMATS)
+#: what `edgecnn export` writes unless --formats says otherwise (the measurements behind it: docs/export.md)
+DEFAULT_FORMATS = ("onnx", "tflite")
 #: export/reparam.py's graph forms, each written as a file of its own
 FORMS = ("op-minimal", "mac-preserving", "layout-free", "naive")
 #: the ghost-module rewrites (export/reparam.py); op-minimal's per precision are --ghost-fp32 / --ghost-int8
@@ -21,7 +23,7 @@ SPLITS = ("test", "val")  # the training split calibrates int8, so it never meas
 
 @dataclass(frozen=True)
 class ExportOptions:
-    formats: tuple[str, ...] = FORMAT_NAMES
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     int8: bool = False
     calib_samples: int = 1000
     calib_method: str = "minmax"
@@ -32,6 +34,7 @@ class ExportOptions:
     ghost_fp32: str = "auto"
     ghost_int8: str = "depthwise"
     tflite_layout: str = "NHWC"  # TFLite input layout: channel-last saves the converter's input TRANSPOSE/RESHAPE
+    ncnn_fallback: bool = True  # int8 ncnn: keep in fp32 each layer whose int8 output alone is wrong (export/ncnn_format.py)
     # each form its own file; a form that is the same graph as an earlier one is not written again (its row names
     # the twin in export.json's forms_alike)
     forms: tuple[str, ...] = ("op-minimal", "mac-preserving", "layout-free")

@@ -30,6 +30,8 @@ from edgecnn.compress.rebuild import build_from_checkpoint
 from edgecnn.runs import load_checkpoint
 
 from . import onnx as onnx_format
+from . import executorch_format
+from . import ncnn_format
 from . import tflite as tflite_format
 from .options import ExportOptions
 from .record import Artifact, ExportRecord
@@ -76,6 +78,20 @@ FORMATS = {
             model, path, in_chans, calib, on_batch=tick, layout=opts.tflite_layout),
         int8_from_file=False, prepare=_channel_last_unless_naive,
         count_ops=lambda path: sum(tflite_format.count_ops(path).values()),
+    ),
+    "ncnn": Format(
+        ".ncnn",
+        lambda model, path, in_chans, meta, opts: ncnn_format.export_fp32(model, path, in_chans),
+        lambda model, fp32, path, in_chans, calib, opts, tick: ncnn_format.export_int8(
+            fp32, path, calib, on_batch=tick, fallback=opts.ncnn_fallback),
+        int8_from_file=True, prepare=lambda model, form: model, count_ops=ncnn_format.count_ops,
+    ),
+    "executorch": Format(
+        ".pte",
+        lambda model, path, in_chans, meta, opts: executorch_format.export_fp32(model, path, in_chans),
+        lambda model, fp32, path, in_chans, calib, opts, tick: executorch_format.export_int8(
+            model, path, in_chans, calib, on_batch=tick),
+        int8_from_file=False, prepare=lambda model, form: model, count_ops=executorch_format.count_ops,
     ),
 }
 #: how a form's files are told apart: model.int8.tflite (op-minimal, the default), model.int8.macs.tflite, ...

@@ -1,9 +1,11 @@
-"""Run an exported classifier with numpy and one inference runtime: no torch, no edgecnn.
+"""Run an exported classifier with numpy and one inference runtime: no edgecnn, and no torch but for ExecuTorch
+files, whose runtime takes torch tensors.
 
 This single file is what a device needs: edgecnn's export stage uses it to measure the accuracy of each file
 *through its own runtime*, the benchmark harness times it, and deployment bundles ship a copy of it. It imports
-only numpy and, lazily, the runtime a file needs (onnxruntime for .onnx, ai-edge-litert for .tflite), so a board
-with only one of them installed can still run the other format's files.
+only numpy and, lazily, the runtime a file needs (onnxruntime for .onnx, ai-edge-litert for .tflite, ncnn for
+.ncnn, executorch for .pte, which alone also needs torch), so a board with only one of them installed can still
+run that format's files.
 
 Adding a runtime means adding one Backend subclass here and naming its file suffix in BACKENDS.
 
@@ -50,6 +52,27 @@ def first_line(error: BaseException, limit: int = 240) -> str:
     if len(text) > limit:
         text = text[:limit].rsplit(" ", 1)[0] + " ..."
     return text
+
+
+class silenced_stderr:  # noqa: N801 - used as a context manager, like contextlib's
+    """File descriptor 2 sent to /dev/null for a while: runtimes whose C++ side logs there (ExecuTorch) would
+    otherwise break the one-line errors and the JSON-only output of this command line. Python exceptions are
+    unaffected; they are raised after the descriptor is restored."""
+
+    def __enter__(self):
+        import sys
+
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        return self
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        return False
 
 
 class Backend(ABC):
@@ -210,10 +233,124 @@ class LiteRTBackend(Backend):
         return y.astype(np.float32, copy=False)
 
 
-BACKENDS = {".onnx": OnnxRuntimeBackend, ".tflite": LiteRTBackend}
+class NcnnBackend(Backend):
+    """ncnn. An edgecnn `.ncnn` file is a zip of ncnn's own pair (model.param, model.bin), loaded from memory;
+    the Input layer states the shape (0=W 1=H 2=C). ncnn takes one CHW image per extractor, so a batch is fed one
+    image at a time. int8 layers quantize their own input: callers always hand float."""
+
+    runtime = "ncnn"
+
+    def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
+        import zipfile
+
+        super().__init__(path, threads, layout)
+        ncnn = import_runtime(".ncnn", path)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                param, weights = archive.read("model.param").decode(), archive.read("model.bin")
+        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, OSError) as error:
+            raise RunnerError(f"{path} is not an ncnn file of edgecnn's (a zip of model.param and model.bin): "
+                              f"{first_line(error)}") from None
+        try:
+            lines = [line.split() for line in param.splitlines()[2:] if line.strip()]
+            consumed = {blob for fields in lines for blob in fields[4:4 + int(fields[2])]}
+            inputs = [fields for fields in lines if fields[0] == "Input"]
+            outputs = [blob for fields in lines
+                       for blob in fields[4 + int(fields[2]):4 + int(fields[2]) + int(fields[3])] if blob not in consumed]
+            pairs = dict(pair.split("=", 1) for pair in inputs[0][5:] if "=" in pair) if inputs else {}
+            self.shape = [1, int(pairs.get("2", 0)), int(pairs.get("1", 0)), int(pairs.get("0", 0))]
+        except (ValueError, IndexError):
+            raise RunnerError(f"{path}: its model.param is not an ncnn graph") from None
+        if len(inputs) != 1 or len(outputs) != 1 or 0 in self.shape:
+            raise RunnerError(f"{path}: an ncnn graph with {len(inputs)} inputs and {len(outputs)} outputs "
+                              "(edgecnn runs classifiers with one of each, the input's shape stated)")
+        self.input_name, self.output_name = inputs[0][4], outputs[0]
+        self.layout = self._own_layout(self.shape)
+        self.ncnn = ncnn
+
+        def load():
+            net = ncnn.Net()
+            net.opt.use_vulkan_compute = False
+            net.opt.num_threads = threads or os.cpu_count() or 1
+            if net.load_param_mem(param) != 0:
+                raise RunnerError("the graph (model.param) does not parse")
+            net.load_model_mem(weights)
+            return net
+
+        self.net = self._load(path, self.runtime, load)
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        extractor = self.net.create_extractor()
+        extractor.input(self.input_name, self.ncnn.Mat(image))
+        status, out = extractor.extract(self.output_name)
+        if status != 0:
+            raise RunnerError(f"ncnn returned status {status}")
+        return np.array(out, dtype=np.float32).reshape(-1)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([self._one(np.ascontiguousarray(image)) for image in x])
+
+    def invoker(self, x: np.ndarray):
+        image = np.ascontiguousarray(x[0], dtype=np.float32)
+        return lambda: self._one(image)
+
+    def io_details(self) -> dict:
+        return {"input": {"shape": self.shape, "dtype": "float32", "quantization": None, "blob": self.input_name},
+                "output": {"dtype": "float32", "quantization": None, "blob": self.output_name}}
+
+    def input_shape(self) -> list[int]:
+        return list(self.shape)
+
+
+class ExecuTorchBackend(Backend):
+    """ExecuTorch (.pte, XNNPACK delegate). Its Python bindings take and return torch tensors, so this backend
+    alone needs torch on the device. Files are static at batch 1; a batch is fed one image at a time. The thread
+    pool is the process's (ExecuTorch has one per process)."""
+
+    runtime = "executorch"
+
+    def __init__(self, path: str, threads: int | None = None, layout: str | None = None):
+        super().__init__(path, threads, layout)
+        with silenced_stderr():  # its C++ runtime logs CPU probing and thread-pool resets on stderr
+            runtime = import_runtime(".pte", path)
+            import torch  # noqa: PLC0415 - ExecuTorch's bindings take torch tensors (only .pte files need it)
+
+            runtime._unsafe_reset_threadpool(threads or os.cpu_count() or 1)
+
+            def load():
+                module = runtime._load_for_executorch(path)
+                return module, [int(d) for d in module.method_meta("forward").input_tensor_meta(0).sizes()]
+
+            self.module, self.shape = self._load(path, self.runtime, load)
+        self.torch = torch
+        self.layout = self._own_layout(self.shape)
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        with silenced_stderr():
+            out = self.module.forward((self.torch.from_numpy(image),))[0]
+        return out.numpy().astype(np.float32).reshape(1, -1)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._one(np.ascontiguousarray(x[i:i + 1])) for i in range(len(x))])
+
+    def invoker(self, x: np.ndarray):
+        tensor = (self.torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32)),)
+        return lambda: self.module.forward(tensor)
+
+    def io_details(self) -> dict:
+        return {"input": {"shape": self.shape, "dtype": "float32", "quantization": None},
+                "output": {"dtype": "float32", "quantization": None}}
+
+    def input_shape(self) -> list[int]:
+        return [1, *self.shape[1:]]
+
+
+BACKENDS = {".onnx": OnnxRuntimeBackend, ".tflite": LiteRTBackend, ".ncnn": NcnnBackend, ".pte": ExecuTorchBackend}
 #: suffix -> the Python modules that provide its runtime (first found wins) and the pip package to install
 RUNTIME_MODULES = {".onnx": (("onnxruntime",), "onnxruntime"),
-                   ".tflite": (("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), "ai-edge-litert")}
+                   ".tflite": (("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), "ai-edge-litert"),
+                   ".ncnn": (("ncnn",), "ncnn"),
+                   ".pte": (("executorch.extension.pybindings.portable_lib",), "executorch")}
 
 
 def import_runtime(suffix: str, path: str = ""):
@@ -374,7 +511,7 @@ def runtime_versions() -> dict:
     import importlib.metadata as metadata
 
     versions = {"numpy": np.__version__}
-    for package in ("onnxruntime", "ai-edge-litert", "tflite-runtime"):
+    for package in ("onnxruntime", "ai-edge-litert", "tflite-runtime", "ncnn", "executorch"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -20,7 +20,8 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 R=${1:-${EDGECNN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgecnn}/arm64-board}
 PIP=${PIP:-python3 -m pip}
 # The device side of a bundle (requirements.txt), pinned to the versions edgecnn tests on the host.
-WHEELS=${ARM64_WHEELS:-"numpy==2.4.6 onnxruntime==1.31.1 ai-edge-litert==2.3.0"}
+# ExecuTorch is not on the board: its Python runtime needs torch, whose import alone takes minutes under emulation.
+WHEELS=${ARM64_WHEELS:-"numpy==2.4.6 onnxruntime==1.31.1 ai-edge-litert==2.3.0 ncnn==1.0.20261020"}
 for tool in mmdebstrap qemu-aarch64-static; do
     command -v "$tool" >/dev/null || { echo "arm64-device: $tool is not installed (apt-get install qemu-user-static mmdebstrap arch-test)" >&2; exit 2; }
 done
@@ -83,4 +84,4 @@ for board in cortex-a53:A53 cortex-a72:A72 cortex-a76:A76; do
     [ -f "$R.partial/icount.so" ] && command -v qemu-aarch64 >/dev/null && wrapper "$dir/python3-count" "$cpu" "$ROOT/boards/$cpu" count
 done
 rm -rf "$R" && mv "$R.partial" "$R"
-"$R/python3" -c "import platform, numpy, onnxruntime, ai_edge_litert; print('arm64 device ready:', platform.machine(), 'onnxruntime', onnxruntime.__version__)"
+"$R/python3" -c "import platform, numpy, onnxruntime, ai_edge_litert, ncnn; print('arm64 device ready:', platform.machine(), 'onnxruntime', onnxruntime.__version__)"

@@ -80,12 +80,14 @@ def trained_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def exported(trained_run, shared):
-    """(export.json, folder, run): the trained run exported to all four files, once per session."""
+    """(export.json, folder, run): the trained run exported to ONNX, TFLite and ncnn, fp32 and int8, once per
+    session (ExecuTorch, whose lowering takes minutes, has a fixture of its own in tests/export)."""
     from edgecnn.export.pipeline import ExportOptions, export_checkpoint
 
     run, data_dir = trained_run
     out = shared("export", lambda folder: export_checkpoint(
-        run.checkpoint(), folder, ExportOptions(int8=True, calib_samples=200), data_dir=data_dir))
+        run.checkpoint(), folder, ExportOptions(int8=True, calib_samples=200, formats=("onnx", "tflite", "ncnn")),
+        data_dir=data_dir))
     return json.loads((out / "export.json").read_text()), out, run
 
 
@@ -164,8 +166,8 @@ def bundle_dir(exported, trained_run, shared):
 
 @pytest.fixture(scope="session")
 def arm64_python(shared):
-    """Path of an emulated aarch64 board's python3 (Debian arm64 userland + aarch64 wheels of numpy, onnxruntime
-    and ai-edge-litert, under qemu-user as a Cortex-A72), built by scripts/arm64-device.sh once per session
+    """Path of an emulated aarch64 board's python3 (Debian arm64 userland + aarch64 wheels of numpy, onnxruntime,
+    ai-edge-litert and ncnn, under qemu-user as a Cortex-A72), built by scripts/arm64-device.sh once per session
     (about 15 s; needs qemu-user-static, mmdebstrap and PyPI, which .ci/run's setup installs or reaches)."""
     import sys
 
@@ -249,13 +251,14 @@ def pipeline_folder(shared):
 
 #: what a board with one runtime has installed: numpy and that runtime, nothing else (no torch, no edgecnn)
 DEVICE_PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-*.dist-info"),
-                   "litert": ("ai_edge_litert", "ai_edge_litert-*.dist-info")}
+                   "litert": ("ai_edge_litert", "ai_edge_litert-*.dist-info"),
+                   "ncnn": ("ncnn", "ncnn.libs", "ncnn-*.dist-info")}
 
 
 @pytest.fixture(scope="session")
 def device_python(shared):
-    """device_python(runtime) -> a Python whose site-packages hold only numpy and that runtime ("onnxruntime" or
-    "litert"): a venv without pip whose packages are links to this environment's, so it costs nothing to build."""
+    """device_python(runtime) -> a Python whose site-packages hold only numpy and that runtime ("onnxruntime",
+    "litert" or "ncnn"): a venv without pip whose packages are links to this environment's, so it costs nothing to build."""
     import sys
     import sysconfig
 

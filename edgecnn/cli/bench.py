@@ -27,7 +27,7 @@ def bench(
     runs: Annotated[int, typer.Option(min=1, help="Timed inferences per measurement.")] = PLAN.runs,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed inferences first.")] = PLAN.warmup,
     threads: Annotated[str | None, typer.Option(help="Comma list of thread counts (default: each profile's).")] = None,
-    formats: Annotated[str | None, typer.Option(help="Comma list: onnx, tflite (default: all files).")] = None,
+    formats: Annotated[str | None, typer.Option(help="Comma list: onnx, tflite, ncnn, executorch (default: all files).")] = None,
     precision: Annotated[str | None, typer.Option(help="Comma list: fp32, int8 (default: both).")] = None,
     sample: Annotated[int | None, typer.Option(min=1, help="Score only the first N sample images.")] = None,
     checkpoint: Annotated[str | None, typer.Option(help="PyTorch reference checkpoint (default: the export's).")] = None,

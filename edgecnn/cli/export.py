@@ -14,7 +14,7 @@ from edgecnn.export.options import ExportOptions
 
 from .progress import RichProgress
 from .options import (CalibMethodOpt, CalibSamplesOpt, CheckpointOpt, DataDirOpt, FormatsOpt, FormsOpt, GhostFp32Opt,
-                      GhostInt8Opt, JsonOpt, OnnxSchemeOpt, RunOpt, RunsDirOpt, TfliteLayoutOpt)
+                      GhostInt8Opt, JsonOpt, NcnnFallbackOpt, OnnxSchemeOpt, RunOpt, RunsDirOpt, TfliteLayoutOpt)
 
 
 def _run_name(checkpoint: Path) -> str:
@@ -66,6 +66,7 @@ def export(
     ghost_int8: GhostInt8Opt = DEFAULTS.ghost_int8,
     forms: FormsOpt = ",".join(DEFAULTS.forms),
     tflite_layout: TfliteLayoutOpt = DEFAULTS.tflite_layout,
+    ncnn_fallback: NcnnFallbackOpt = DEFAULTS.ncnn_fallback,
     head: Annotated[str, typer.Option("--head", help="faithful (the paper's ReLU6/ReLU on the logits) or clean: "
                                       "drop it and refit the last layer first (a derived run <run>-head-clean).")] = "faithful",
     split: Annotated[str, typer.Option(help="Split the accuracy is measured on: test or val.")] = DEFAULTS.split,
@@ -85,7 +86,8 @@ def export(
 
     options = ExportOptions(formats=formats, forms=forms, int8=int8, calib_samples=calib_samples,
                             calib_method=calib_method, onnx_scheme=onnx_scheme, split=split, threads=threads,
-                            ghost_fp32=ghost_fp32, ghost_int8=ghost_int8, tflite_layout=tflite_layout).checked()
+                            ghost_fp32=ghost_fp32, ghost_int8=ghost_int8, tflite_layout=tflite_layout,
+                            ncnn_fallback=ncnn_fallback).checked()
     if not (model or checkpoint or run):
         raise EdgecnnError("say which model: --model NAME [--dataset D], --run DIR or --checkpoint PATH")
     if head not in ("faithful", "clean"):

@@ -18,7 +18,7 @@ RunOpt = Annotated[str | None, typer.Option("--run", help="A run directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 # export's options, shared by `edgecnn export` and `edgecnn pipeline`; their defaults come from ExportOptions
-FormatsOpt = Annotated[str, typer.Option("--formats", help="Comma list: onnx, tflite.")]
+FormatsOpt = Annotated[str, typer.Option("--formats", help="Comma list: onnx, tflite, ncnn, executorch (default: onnx,tflite).")]
 FormsOpt = Annotated[str, typer.Option("--forms", help="Graph forms, each its own file: op-minimal (fewest operators: "
                                        "what a host pays least for), mac-preserving (fewest multiply-adds: a "
                                        "Raspberry Pi), naive (the model as trained).")]
@@ -30,6 +30,9 @@ GhostFp32Opt = Annotated[str, typer.Option("--ghost-fp32", help="Ghost-module re
                                            "none (all exact; export/reparam.py).")]
 GhostInt8Opt = Annotated[str, typer.Option("--ghost-int8", help="Ghost-module rewrite of the op-minimal int8 files: "
                                            "depthwise (fully integer graphs), auto, fold or none.")]
+NcnnFallbackOpt = Annotated[bool, typer.Option("--ncnn-fallback/--no-ncnn-fallback",
+                                              help="int8 ncnn: keep in fp32 each layer whose int8 output, checked "
+                                              "alone on calibration images, is wrong.")]
 TfliteLayoutOpt = Annotated[str, typer.Option("--tflite-layout", help="Input layout of the TFLite files: NHWC "
                                               "(channel-last, no layout op at the input) or NCHW; the runner reads "
                                               "it off the file.")]

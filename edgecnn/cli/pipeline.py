@@ -15,7 +15,7 @@ from edgecnn.pipeline import Hooks, PipelineConfig
 
 from .console import err, out
 from .options import (CalibMethodOpt, CalibSamplesOpt, DataDirOpt, DownloadOpt, FormatsOpt, FormsOpt, GhostFp32Opt,
-                      GhostInt8Opt, NoVerifyOpt, OnnxSchemeOpt, RunsDirOpt, TfliteLayoutOpt)
+                      GhostInt8Opt, NcnnFallbackOpt, NoVerifyOpt, OnnxSchemeOpt, RunsDirOpt, TfliteLayoutOpt)
 from .report import MaxDropOpt, OutOpt, StoreOpt
 
 
@@ -60,6 +60,7 @@ def pipeline(
     ghost_fp32: GhostFp32Opt = EXPORT.ghost_fp32,
     ghost_int8: GhostInt8Opt = EXPORT.ghost_int8,
     tflite_layout: TfliteLayoutOpt = EXPORT.tflite_layout,
+    ncnn_fallback: NcnnFallbackOpt = EXPORT.ncnn_fallback,
     device: Annotated[str, typer.Option("--device", help="Device profile(s), comma-separated.")] = "host",
     threads: Annotated[str | None, typer.Option(help="Comma list of thread counts (default: each profile's).")] = None,
     runs: Annotated[int, typer.Option("--bench-runs", min=1, help="Timed inferences per measurement.")] = PipelineConfig.bench_runs,
@@ -86,7 +87,8 @@ def pipeline(
                             recipe=recipe, epochs=epochs, lr=lr, retrain=retrain,
                             export=replace(EXPORT, formats=formats, forms=forms, int8=int8, calib_samples=calib_samples,
                                            calib_method=calib_method, onnx_scheme=onnx_scheme, ghost_fp32=ghost_fp32,
-                                           ghost_int8=ghost_int8, tflite_layout=tflite_layout).checked(),
+                                           ghost_int8=ghost_int8, tflite_layout=tflite_layout,
+                                           ncnn_fallback=ncnn_fallback).checked(),
                             devices=tuple(d.strip() for d in device.split(",") if d.strip()),
                             threads=int_list(threads) if threads else None, bench_runs=runs, sample=sample,
                             max_drop=max_drop, qat_above_pp=qat_above if qat else None, qat_epochs=qat_epochs,

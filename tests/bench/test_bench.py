@@ -48,7 +48,8 @@ def test_host_bench_covers_every_file_and_the_pytorch_reference(env, bundle_dir,
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     rows = {(r["file"], r["threads"]): r for r in report["rows"]}
-    files = ["model.fp32.onnx", "model.int8.onnx", "model.fp32.tflite", "model.int8.tflite", "pytorch-eager"]
+    files = ["model.fp32.onnx", "model.int8.onnx", "model.fp32.tflite", "model.int8.tflite", "model.fp32.ncnn",
+             "model.int8.ncnn", "pytorch-eager"]
     assert set(rows) == {(f, t) for f in files for t in (1, 2)}
     exported_acc = {a["file"]: a["accuracy"] for a in exported[0]["artifacts"] if a["file"]}
     for (file, threads), row in rows.items():
@@ -61,7 +62,7 @@ def test_host_bench_covers_every_file_and_the_pytorch_reference(env, bundle_dir,
     reference = {a["name"]: a["accuracy"] for a in exported[0]["artifacts"]}["pytorch-fp32"]
     assert rows[("pytorch-eager", 1)]["accuracy"] == pytest.approx(reference, abs=1e-12)
     stored = ResultStore(env["EDGECNN_RESULTS"]).rows(report["session"])
-    assert len(stored) == 10 and {r["device"] for r in stored} == {"host"}
+    assert len(stored) == 14 and {r["device"] for r in stored} == {"host"}
     assert all(len(r["predictions"]) == 200 and r["versions"] for r in stored)
 
 
@@ -84,7 +85,7 @@ def test_loopback_ssh_device_matches_the_host(env, bundle_dir, tmp_path):
 
 def test_emulated_aarch64_board_gives_the_hosts_int8_predictions(env, bundle_dir, arm64_python, tmp_path):
     add_device(env, "arm64", arm64_python, str(tmp_path / "board"))
-    int8 = ["model.int8.onnx", "model.int8.tflite"]
+    int8 = ["model.int8.onnx", "model.int8.tflite", "model.int8.ncnn"]
     # the int8 files only, on 100 sample images: the board is ~300x slower than the host
     result = edgecnn(env, "bench", "--bundle", bundle_dir, "--device", "host,arm64", "--runs", 3, "--warmup", 1,
                      "--threads", 1, "--sample", 100, "--no-reference", "--json", "--precision", "int8",
@@ -99,6 +100,7 @@ def test_emulated_aarch64_board_gives_the_hosts_int8_predictions(env, bundle_dir
         assert board["accuracy"] == rows[("host", file)]["accuracy"]
     assert rows[("arm64", "model.int8.onnx")]["versions"]["onnxruntime"]
     assert rows[("arm64", "model.int8.tflite")]["versions"]["ai-edge-litert"]
+    assert rows[("arm64", "model.int8.ncnn")]["versions"]["ncnn"]
 
 
 def test_unknown_device_and_unreachable_host(env, bundle_dir, sshd, tmp_path):
@@ -130,7 +132,8 @@ def test_missing_runtime_on_the_device_keeps_the_other_runtime(env, bundle_dir, 
     python.write_text(f"#!/bin/sh\nPYTHONPATH={blocked} exec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
     add_device(env, "nolitert", str(python), str(tmp_path / "w"))
-    result = edgecnn(env, "bench", "--bundle", bundle_dir, "--device", "nolitert", "--runs", 5, "--json")
+    result = edgecnn(env, "bench", "--bundle", bundle_dir, "--device", "nolitert", "--runs", 5, "--json",
+                     "--formats", "onnx,tflite")
     assert result.returncode == 1
     errors = json.loads(result.stdout)["errors"]
     assert len(errors) == 2 and all(f"fix: {python} -m pip install ai-edge-litert" in e for e in errors)

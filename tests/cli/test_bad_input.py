@@ -469,6 +469,30 @@ def _manifest(edit):
     return _edit_json("manifest.json", edit)
 
 
+def _zip(members: dict) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _ncnn_file(c) -> bytes:
+    """An ncnn file of a small convnet (the bundle's own formats do not include ncnn)."""
+    import torch
+
+    from edgecnn.export.ncnn_format import export_fp32
+
+    path = c["in"] / "small.ncnn"
+    if not path.exists():
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 10))
+        export_fp32(model.eval(), path, 1)
+    return path.read_bytes()
+
+
 def _bare(c, name: str, content: bytes) -> Path:
     path = c["in"] / name
     path.write_bytes(content)
@@ -487,6 +511,12 @@ RUNNER = {
         c, "m.tflite", (c["bundle"] / "model.fp32.tflite").read_bytes()[:3000])]), "cannot be loaded by litert"),
     "ONNX bytes named .tflite": Case("wrong type", lambda c: (c["bundle"], ["--bundle", c["in"], "bench", _bare(
         c, "m.tflite", (c["bundle"] / "model.fp32.onnx").read_bytes())]), "cannot be loaded by litert"),
+    "truncated .ncnn": Case("truncated", lambda c: (c["bundle"], ["--bundle", c["in"], "bench", _bare(
+        c, "m.ncnn", _ncnn_file(c)[:3000])]), "is not an ncnn file of edgecnn's"),
+    "ncnn zip of another graph": Case("wrong type", lambda c: (c["bundle"], ["--bundle", c["in"], "bench", _bare(
+        c, "m.ncnn", _zip({"model.param": "7767517\nnot a graph\n", "model.bin": b""}))]), "an ncnn graph with 0 inputs"),
+    "ONNX bytes named .pte": Case("wrong type", lambda c: (c["bundle"], ["--bundle", c["in"], "bench", _bare(
+        c, "m.pte", (c["bundle"] / "model.fp32.onnx").read_bytes())]), "cannot be loaded by executorch"),
     "unknown suffix": Case("wrong type", lambda c: (c["bundle"], ["--bundle", c["in"], "bench", _bare(c, "m.pt", b"x")]),
                            "no runtime for .pt"),
     "runs 0": Case("wrong shape", lambda c: (c["bundle"], ["bench", "--runs", 0]), "below 1"),
@@ -625,7 +655,7 @@ def test_every_measured_row_survives_a_store_locked_longer_than_the_wait(ctx, ca
     ctx["holders"].append(locker)
     assert locker.stdout.readline().strip() == "locked"
     code, out, err = run_cli(capfd, "bench", "--bundle", ctx["bundle"], "--threads", 1, "--runs", 3, "--warmup", 1,
-                             "--sample", 20, "--no-reference", "--json")
+                             "--sample", 20, "--no-reference", "--json", "--formats", "onnx,tflite")
     assert code == 0, err
     measured = json.loads(out)["rows"]
     assert len(measured) == 4 and err.strip().splitlines()[-1].startswith("edgecnn: warning: results store")

@@ -119,11 +119,28 @@ def test_stages_import_only_downstream_of_themselves():
 
 
 def test_the_device_runner_stands_alone():
-    """export/runner.py is copied into every bundle: it imports the standard library, numpy and runtimes only."""
+    """export/runner.py is copied into every bundle: it imports the standard library, numpy and runtimes only;
+    torch only inside the ExecuTorch backend, whose runtime takes torch tensors."""
     tree = ast.parse((ROOT / "export" / "runner.py").read_text())
-    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert not names & {"edgecnn", "torch", "torchvision"}, names
+
+    def imported(root) -> set[str]:
+        names = {alias.name.split(".")[0] for node in ast.walk(root) if isinstance(node, ast.Import)
+                 for alias in node.names}
+        return names | {node.module.split(".")[0] for node in ast.walk(root)
+                        if isinstance(node, ast.ImportFrom) and node.module}
+
+    executorch = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "ExecuTorchBackend"]
+    assert len(executorch) == 1
+    rest = ast.Module(body=[node for node in tree.body if node is not executorch[0]], type_ignores=[])
+    assert not imported(rest) & {"edgecnn", "torch", "torchvision"}, imported(rest)
+    assert imported(executorch[0]) == {"torch"}
+
+
+def test_no_module_beside_the_runner_shadows_a_runtime():
+    """runner.py runs as a script from export/ (the host harness), so export/ is first on its sys.path: a module
+    there named like a runtime package would be imported instead of the runtime."""
+    runtime_packages = {"numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime", "ncnn", "executorch", "torch"}
+    assert not {path.stem for path in (ROOT / "export").glob("*.py")} & runtime_packages
 
 
 def test_the_files_between_stages_have_one_reader_each():

@@ -28,9 +28,9 @@ def runner(folder, *args):
 def test_bundle_holds_everything_a_device_needs(bundle, exported):
     report = exported[0]
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == ["README.md", "labels.txt", "manifest.json", "model.fp32.onnx", "model.fp32.tflite",
-                     "model.int8.onnx", "model.int8.tflite", "requirements.txt", "runner.py", "sample_images.npy",
-                     "sample_labels.npy"]
+    assert names == ["README.md", "labels.txt", "manifest.json", "model.fp32.ncnn", "model.fp32.onnx",
+                     "model.fp32.tflite", "model.int8.ncnn", "model.int8.onnx", "model.int8.tflite", "requirements.txt",
+                     "runner.py", "sample_images.npy", "sample_labels.npy"]
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["format"] == "edgecnn-bundle/1" and manifest["model"] == "vgg19-exp8"
     assert (bundle / "labels.txt").read_text().splitlines() == manifest["classes"] == report["data"]["classes"]
@@ -40,10 +40,14 @@ def test_bundle_holds_everything_a_device_needs(bundle, exported):
     assert int8["input"]["dtype"] == "int8" and int8["input"]["quantization"]["scale"] > 0
     # each file's own input layout, as export recorded it (the runner feeds each accordingly)
     assert {a["file"]: a["layout"] for a in manifest["artifacts"]} == {
-        "model.fp32.onnx": "NCHW", "model.int8.onnx": "NCHW", "model.fp32.tflite": "NHWC", "model.int8.tflite": "NHWC"}
+        "model.fp32.onnx": "NCHW", "model.int8.onnx": "NCHW", "model.fp32.tflite": "NHWC", "model.int8.tflite": "NHWC",
+        "model.fp32.ncnn": "NCHW", "model.int8.ncnn": "NCHW"}
+    # each file's runtime, in the manifest and as its own section of requirements.txt
+    assert {a["file"]: a["requires"] for a in manifest["artifacts"]}["model.int8.ncnn"] == ["ncnn>=1.0.20250503"]
+    assert "# for model.fp32.ncnn, model.int8.ncnn\nncnn>=" in (bundle / "requirements.txt").read_text()
     assert "| model.int8.tflite | NHWC |" in (bundle / "README.md").read_text()  # what someone without the runner reads
     assert np.load(bundle / "sample_images.npy").dtype == np.uint8
-    assert "import torch" not in (bundle / "runner.py").read_text()
+    assert "\nimport torch" not in (bundle / "runner.py").read_text()  # only ExecuTorch's backend imports it
     assert (bundle.parent / "b.tar.gz").is_file()
 
 
@@ -131,9 +135,13 @@ def test_bundle_cli(exported, trained_run, tmp_path):
     assert missing.stderr.strip() == f"edgecnn: error: {tmp_path} holds no export.json; run 'edgecnn export' first"
 
 
-@pytest.mark.parametrize("runtime,runs,skipped", [
-    ("onnxruntime", ["model.fp32.onnx", "model.int8.onnx"], ["model.fp32.tflite", "model.int8.tflite"]),
-    ("litert", ["model.fp32.tflite", "model.int8.tflite"], ["model.fp32.onnx", "model.int8.onnx"])])
+NCNN_FILES, ONNX_FILES, TFLITE_FILES = (["model.fp32.ncnn", "model.int8.ncnn"], ["model.fp32.onnx", "model.int8.onnx"],
+                                        ["model.fp32.tflite", "model.int8.tflite"])
+
+
+@pytest.mark.parametrize("runtime,runs,skipped", [("onnxruntime", ONNX_FILES, TFLITE_FILES + NCNN_FILES),
+                                                  ("litert", TFLITE_FILES, ONNX_FILES + NCNN_FILES),
+                                                  ("ncnn", NCNN_FILES, ONNX_FILES + TFLITE_FILES)])
 def test_a_board_with_one_runtime_runs_the_files_it_can(bundle, device_python, tmp_path, runtime, runs, skipped):
     python = device_python(runtime)
 
@@ -151,7 +159,7 @@ def test_a_board_with_one_runtime_runs_the_files_it_can(bundle, device_python, t
     timed = run("bench", "--runs", 3, "--warmup", 1)
     assert timed.returncode == 0 and json.loads(timed.stdout)["file"] == runs[0]
     missing = run("eval", "--model", skipped[0])
-    package = "ai-edge-litert" if runtime == "onnxruntime" else "onnxruntime"
+    package = "ai-edge-litert" if runtime == "onnxruntime" else "onnxruntime"  # skipped[0]'s runtime
     assert missing.returncode == 2
     assert missing.stderr.strip() == (f"runner: error: {skipped[0]} needs {package}, which is not installed here: "
                                       f"pip install {package}")

@@ -24,7 +24,8 @@ def rows(report):
 def test_every_artifact_is_written_and_measured(exported):
     report, out, run = exported
     table = rows(report)
-    assert list(table) == ["pytorch-fp32", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"]
+    assert list(table) == ["pytorch-fp32", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "ncnn-fp32",
+                           "ncnn-int8"]
     assert all(row["status"] == "ok" for row in table.values()), [r["error"] for r in table.values()]
     assert report["images"] == 200 and report["split"] == "test"
     # PyTorch's accuracy here is the one training measured on the same test split
@@ -39,7 +40,7 @@ def test_every_artifact_is_written_and_measured(exported):
 
 def test_fp32_files_compute_what_pytorch_computes(exported):
     table = rows(exported[0])
-    for name in ("onnx-fp32", "tflite-fp32"):
+    for name in ("onnx-fp32", "tflite-fp32", "ncnn-fp32"):
         assert table[name]["agreement"] == 1.0
         assert table[name]["logit_max_err"] < 1e-4
         assert table[name]["accuracy"] == table["pytorch-fp32"]["accuracy"]
@@ -47,7 +48,7 @@ def test_fp32_files_compute_what_pytorch_computes(exported):
 
 def test_int8_files_agree_with_fp32(exported):
     table = rows(exported[0])
-    for name in ("onnx-int8", "tflite-int8"):
+    for name in ("onnx-int8", "tflite-int8", "ncnn-int8"):
         assert table[name]["agreement"] >= 0.95, table[name]
         assert abs(table[name]["accuracy"] - table["pytorch-fp32"]["accuracy"]) <= 0.03
         # only smaller, not 4x: in a 150k-parameter, 500-op graph the op and tensor records outweigh the weights
@@ -102,10 +103,11 @@ def test_onnx_carries_what_a_deployment_needs(exported):
     assert report["rewrites"]["op-minimal/fp32"] == {"ghost": "auto", "ghost_rewritten": 0, "ghost_kept": 0}
     assert report["rewrites"]["op-minimal/int8"] == {"ghost": "depthwise", "ghost_rewritten": 0, "ghost_kept": 0}
     # every other graph form is the same graph here: named as such, not written again
-    assert report["forms_alike"] == {f"{fmt}-{p}-{tag}": f"{fmt}-{p}" for fmt in ("onnx", "tflite")
+    assert report["forms_alike"] == {f"{fmt}-{p}-{tag}": f"{fmt}-{p}" for fmt in ("onnx", "tflite", "ncnn")
                                      for p in ("fp32", "int8") for tag in ("macs", "nolayout")}
     assert sorted(a["file"] for a in report["artifacts"] if a["file"]) == [
-        "model.fp32.onnx", "model.fp32.tflite", "model.int8.onnx", "model.int8.tflite"]
+        "model.fp32.ncnn", "model.fp32.onnx", "model.fp32.tflite", "model.int8.ncnn", "model.int8.onnx",
+        "model.int8.tflite"]
     graph = onnx.load(str(out / "model.fp32.onnx")).graph
     assert graph.input[0].name == "input" and graph.output[0].name == "logits"
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic (dynamic) batch

@@ -1,0 +1,73 @@
+"""ExecuTorch (PyTorch's edge runtime) with the XNNPACK delegate: `.pte` files, fp32 and int8.
+
+- fp32: `torch.export.export`, then `to_edge_transform_and_lower(..., partitioner=[XnnpackPartitioner()])` and
+  `.to_executorch()`; the whole graph goes to XNNPACK as one delegated subgraph.
+- int8: PT2E with ExecuTorch's XNNPACKQuantizer (symmetric, per-channel int8 weights, int8 activations), calibrated
+  on the training images, then the same lowering. The file keeps float input and output (the quantize and
+  dequantize ops are inside it).
+- Files are exported at batch 1; the runner feeds larger batches one image at a time.
+- The runtime: ExecuTorch's Python bindings take torch tensors, so a device that runs `.pte` files through the
+  runner needs torch beside the executorch package (the bundle's requirements say so per file). Lowering is slow:
+  about a minute for exp13 in fp32 and several for int8 on a 2-core x86 host (docs/export.md), which is why the
+  format is not in the default set.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgecnn.io import atomic_write_bytes
+
+CALIBRATION_BATCH = 1  # the exported graph is static at batch 1
+
+
+def _lower(program, path: str | Path) -> None:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+    atomic_write_bytes(path, lowered.buffer)
+
+
+def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int) -> dict:
+    example = torch.zeros(1, in_chans, 32, 32)
+    _lower(torch.export.export(model.eval(), (example,)), path)
+    return {"delegate": "XNNPACK", "batch": 1, "layout": "NCHW", "input_dtype": "float32"}
+
+
+def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibration: np.ndarray,
+                on_batch=None) -> dict:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    example = torch.zeros(1, in_chans, 32, 32)
+    graph = torch.export.export(copy.deepcopy(model).eval(), (example,)).module()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(graph, quantizer)
+    images = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
+    with torch.no_grad():
+        for index in range(len(images)):
+            prepared(images[index:index + 1])
+            if on_batch and (index + 1) % 50 == 0:
+                on_batch(50)
+    if on_batch:
+        on_batch(len(images) % 50)
+    quantized = convert_pt2e(prepared)
+    _lower(torch.export.export(quantized, (example,)), path)
+    return {"delegate": "XNNPACK", "batch": 1, "layout": "NCHW", "input_dtype": "float32",
+            "weights": "int8 per-channel symmetric", "calibration": "minmax (PT2E observers)",
+            "calibration_images": len(calibration)}
+
+
+def count_ops(path: str | Path) -> int:
+    """Operators the program runs outside delegates plus one per delegate call (a fully delegated file: 1)."""
+    from executorch.exir._serialize import _deserialize_pte_binary
+
+    program = _deserialize_pte_binary(Path(path).read_bytes())
+    program = getattr(program, "program", program)
+    return sum(len(plan.chains[0].instructions) for plan in program.execution_plan)
