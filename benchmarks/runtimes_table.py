@@ -43,8 +43,15 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",")]
     forms = set(args.forms.split(","))
 
+    # one table per model: exports of the same model merge, a later folder's file replacing an earlier one's of
+    # the same name (e.g. one format exported again)
     records = {folder: ExportRecord.read(folder) for folder in args.exports}
-    files = [(folder, a) for folder, record in records.items() for a in record.files() if a.form in forms]
+    by_model: dict[str, dict[str, tuple[Path, object]]] = {}
+    for folder, record in records.items():
+        for artifact in record.files():
+            if artifact.form in forms:
+                by_model.setdefault(record.model, {})[artifact.file] = (folder, artifact)
+    files = [entry for model in by_model.values() for entry in model.values()]
     samples: dict[tuple, list[dict]] = {}
     rng = random.Random(0)
     started = time.time()
@@ -59,13 +66,14 @@ def main() -> None:
           f"{time.time() - started:.0f} s on {cpu_name()} ({time.strftime('%Y-%m-%d')})\n")
 
     table = []
-    for folder, record in records.items():
+    for model, entries in by_model.items():
+        record = next(r for f, r in records.items() if r.model == model)
         print(f"### {record.model} on {record.dataset} ({record.images} {record.split} images)\n")
         head = "| file | runtime | accuracy | top-1 vs PyTorch |" + "".join(
             f" p50 / p90 ms, {t} thr | peak MiB, {t} thr |" for t in threads)
         print(head + "\n|" + "---|" * (4 + 2 * len(threads)))
         fastest = {}
-        for artifact in (a for a in record.files() if a.form in forms):
+        for folder, artifact in entries.values():
             cells, row = [], {"model": record.model, "file": artifact.file, "format": artifact.format,
                               "precision": artifact.precision, "accuracy": artifact.accuracy,
                               "agreement": artifact.agreement}

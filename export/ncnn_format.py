@@ -255,6 +255,8 @@ def _net(param: str, weights: bytes, threads: int = 1):
 
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
+    for option in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+        setattr(net.opt, option, False)  # as the runner runs the files (export/runner.py NcnnBackend)
     net.opt.num_threads = threads
     if net.load_param_mem(param) != 0:
         raise EdgecnnError("ncnn refused the .param text")

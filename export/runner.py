@@ -271,6 +271,10 @@ class NcnnBackend(Backend):
         def load():
             net = ncnn.Net()
             net.opt.use_vulkan_compute = False
+            # full float: ncnn's defaults store and compute in fp16 (or bf16) where the CPU has it, which would
+            # make a board's numbers differ from the accuracy the export measured for the file
+            for option in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+                setattr(net.opt, option, False)
             net.opt.num_threads = threads or os.cpu_count() or 1
             if net.load_param_mem(param) != 0:
                 raise RunnerError("the graph (model.param) does not parse")
