@@ -34,6 +34,8 @@ import torch
 from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_bytes
 
+from .runner import NCNN_REDUCED_PRECISION
+
 MAGIC = "7767517"
 PARAM_MEMBER, BIN_MEMBER = "model.param", "model.bin"
 QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
@@ -255,8 +257,8 @@ def _net(param: str, weights: bytes, threads: int = 1):
 
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
-    for option in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
-        setattr(net.opt, option, False)  # as the runner runs the files (export/runner.py NcnnBackend)
+    for option in NCNN_REDUCED_PRECISION:
+        setattr(net.opt, option, False)  # as the runner runs the files
     net.opt.num_threads = threads
     if net.load_param_mem(param) != 0:
         raise EdgecnnError("ncnn refused the .param text")
@@ -355,7 +357,7 @@ def export_int8(fp32_path: str | Path, path: str | Path, calibration: np.ndarray
     keep = {name for name, error in errors.items() if error > FALLBACK_ERROR}
     final_param, final_bin = quantized_graph(layers, blob_scales, keep)
     write_container(path, final_param, final_bin)
-    details = {"converter": "pnnx + ncnn int8 (ncnn2table aciq, ncnn2int8 steps)", "batch": 1, "layout": "NCHW",
+    details = {"converter": "pnnx + ncnn int8 (ncnn2table and ncnn2int8 steps)", "batch": 1, "layout": "NCHW",
                "input_dtype": "float32", "weights": "int8 per-channel (per group for grouped convs)",
                "calibration": "minmax activations, ACIQ weights", "calibration_images": len(calibration),
                "int8_layers": len(targets) - len(keep), "fp32_fallback_layers": sorted(keep),

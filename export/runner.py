@@ -233,6 +233,10 @@ class LiteRTBackend(Backend):
         return y.astype(np.float32, copy=False)
 
 
+#: ncnn options that store or compute in fp16/bf16 where the CPU has them; the runner turns them all off
+NCNN_REDUCED_PRECISION = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage")
+
+
 class NcnnBackend(Backend):
     """ncnn. An edgecnn `.ncnn` file is a zip of ncnn's own pair (model.param, model.bin), loaded from memory;
     the Input layer states the shape (0=W 1=H 2=C). ncnn takes one CHW image per extractor, so a batch is fed one
@@ -273,7 +277,7 @@ class NcnnBackend(Backend):
             net.opt.use_vulkan_compute = False
             # full float: ncnn's defaults store and compute in fp16 (or bf16) where the CPU has it, which would
             # make a board's numbers differ from the accuracy the export measured for the file
-            for option in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+            for option in NCNN_REDUCED_PRECISION:
                 setattr(net.opt, option, False)
             net.opt.num_threads = threads or os.cpu_count() or 1
             if net.load_param_mem(param) != 0:
