@@ -45,6 +45,30 @@ def shared_once(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
+def build_zoo_model(name: str, num_classes: int = 10, in_chans: int = 1, shallow: bool = True) -> torch.nn.Module:
+    """A zoo variant in eval mode, seeded. shallow: a ResNet keeps at most two blocks of each stage row (the first,
+    with its stride and projection, and one repeat): the same blocks, the same code paths, a quarter of the depth.
+    Sweeps over every variant use it; the full-depth graphs are converted where a real run is exported."""
+    from dataclasses import replace
+
+    from edgecnn.compress.zoo import get_entry, get_model
+    from edgecnn.compress.zoo.builder import build_resnet
+    from edgecnn.compress.zoo.spec import ResNetSpec
+
+    torch.manual_seed(0)
+    spec = get_entry(name).spec
+    if shallow and isinstance(spec, ResNetSpec):
+        spec = replace(spec, stages=tuple(tuple(replace(row, n=min(row.n, 2)) for row in rows) for rows in spec.stages))
+        return build_resnet(spec, num_classes, in_chans).eval()
+    return get_model(name, num_classes=num_classes, in_chans=in_chans).eval()
+
+
+@pytest.fixture(scope="session")
+def zoo_model():
+    """build_zoo_model, for the tests that sweep the zoo."""
+    return build_zoo_model
+
+
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory):
     """shared(name, build) -> folder built once per session (see shared_once)."""

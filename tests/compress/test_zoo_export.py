@@ -18,9 +18,8 @@ def test_forward_shapes(name):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_strict_torch_export(name):
-    torch.manual_seed(0)
-    model = get_model(name, num_classes=10, in_chans=1).eval()
+def test_strict_torch_export(name, zoo_model):
+    model = zoo_model(name)  # a ResNet at a quarter of its depth: the same blocks (tests/conftest.py)
     x = torch.randn(1, 1, 32, 32)
     program = torch.export.export(model, (x,), strict=True)
     with torch.no_grad():

@@ -82,3 +82,32 @@ def test_a_layer_whose_int8_output_is_wrong_is_found_and_kept_fp32(fp32_file):
     scales[broken] *= 1000
     errors = ncnn.layer_errors(layers, net, scales, images, "in0")
     assert {name for name, error in errors.items() if error > ncnn.FALLBACK_ERROR} == {broken}, errors
+
+
+def test_a_grouped_convolution_stays_fp32_and_the_file_answers_one_way(tmp_path):
+    """ncnn's int8 grouped convolution (8 outputs per group here) computes garbage, on some shapes differently on
+    each run (benchmarks/ncnn_grouped_int8.py); it is kept fp32 by rule, whatever one calibration pass measures,
+    while the depthwise conv beside it (one channel per group) is quantized."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1, groups=16),
+        torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 1, groups=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(32, 10)).eval()
+    ncnn.export_fp32(model, tmp_path / "g.fp32.ncnn", 1)
+    layers = ncnn.parse_param(ncnn.read_container(tmp_path / "g.fp32.ncnn")[0])
+    grouped = [layer.name for layer in layers if layer.is_grouped_convolution()]
+    depthwise = [layer.name for layer in layers if layer.type == "ConvolutionDepthWise" and layer.name not in grouped]
+    assert len(grouped) == 1 and len(depthwise) == 1
+
+    calibration = np.random.default_rng(0).standard_normal((40, 1, 32, 32)).astype(np.float32)
+    details = ncnn.export_int8(tmp_path / "g.fp32.ncnn", tmp_path / "g.int8.ncnn", calibration, fallback=False)
+    assert details["fp32_unsafe_layers"] == grouped == details["fp32_fallback_layers"]
+    assert details["unsafe_reason"] == ncnn.UNSAFE_INT8
+    int8_layers = ncnn.parse_param(ncnn.read_container(tmp_path / "g.int8.ncnn")[0])
+    assert {layer.name for layer in int8_layers if layer.param(8)} >= set(depthwise)
+    x = np.random.default_rng(1).standard_normal((20, 1, 32, 32)).astype(np.float32)
+    runtime = open_model(str(tmp_path / "g.int8.ncnn"), threads=1)
+    first = runtime.predict(x)
+    assert np.isfinite(first).all() and np.array_equal(first, runtime.predict(x))
+    reference = open_model(str(tmp_path / "g.fp32.ncnn"), threads=1).predict(x)
+    assert np.abs(first - reference).max() < 0.1 * np.abs(reference).max()

@@ -1,11 +1,15 @@
 """Every zoo variant converts, and each file, run by its own runtime, computes what the PyTorch model computes.
 
-ONNX (checked, simplified) and ncnn convert every variant in seconds, so both are checked on all of them. TFLite
-and ExecuTorch take up to a minute per ResNet-101 variant, so they are checked on one variant per block family:
-the fewest variants whose blocks together are every block the zoo has (a converter fails on an operator pattern,
-and every pattern lives in a block), chosen from the zoo itself, so a new block joins the set by itself; and a
-ResNet there is built shallow: each stage row keeps at most two of its blocks (the first, with its stride and
-projection, and one repeat), the same blocks at a quarter of the depth.
+A ResNet is built shallow here (tests/conftest.py: each stage row keeps at most two of its blocks, the first with its
+stride and projection and one repeat): the same blocks at a quarter of the depth, since a converter fails on an
+operator pattern and every pattern lives in a block. The full-depth graphs are converted where a trained run is
+exported (tests/export/test_reparam.py, tests/core/test_pipeline.py) and in every real export.
+
+ncnn, the format a Raspberry Pi user is most likely to pick, is checked on every variant (its conversion is seconds).
+ONNX, TFLite and ExecuTorch take 10-40 s per variant, so they are checked on one variant per block family: the
+fewest variants whose blocks together are every block the zoo has, chosen from the zoo itself, so a new block joins
+the set by itself. Every variant also passes strict torch.export, TFLite's first step (tests/compress/
+test_zoo_export.py), and ONNX's own exporter runs on every trained run the tests export.
 
 Weights are random but BatchNorm statistics are set from data first, so activations have the scale of a trained
 network (with untouched running stats a 100-layer ResNet's logits reach 1e4 and an absolute bound means nothing).
@@ -14,20 +18,17 @@ The bound is max |logit difference| <= 1e-4. Where PyTorch's own float32 result 
 the float64 result of the same model (vgg19-exp8 here: 1.04e-4, its small-variance BatchNorms amplify rounding),
 two float32 implementations cannot be held to 1e-4 of each other, and the bound becomes twice that own error.
 
-int8: ncnn for every family (its conversion is seconds), ExecuTorch for one variant (its int8 lowering takes
-minutes); each against the model on random inputs, by top-1 agreement of a model whose logits are far apart.
+int8: ncnn for every family (its conversion is seconds), layer by layer and end to end (see that test). ExecuTorch's
+int8 lowering takes minutes: it is checked on a trained model in test_executorch_format.py.
 """
 
-from dataclasses import replace
 from functools import cache
 
 import numpy as np
 import pytest
 import torch
 
-from edgecnn.compress.zoo import get_entry, get_model, list_models, settle_batchnorm
-from edgecnn.compress.zoo.builder import build_resnet
-from edgecnn.compress.zoo.spec import ResNetSpec
+from edgecnn.compress.zoo import get_model, list_models, settle_batchnorm
 from edgecnn.export import executorch_format
 from edgecnn.export import ncnn_format
 from edgecnn.export import onnx as onnx_format
@@ -35,15 +36,13 @@ from edgecnn.export import tflite as tflite_format
 from edgecnn.export.runner import open_model
 
 
-def settled(name: str, in_chans: int = 1, shallow: bool = False) -> torch.nn.Module:
-    torch.manual_seed(0)
-    spec = get_entry(name).spec
-    if shallow and isinstance(spec, ResNetSpec):
-        spec = replace(spec, stages=tuple(tuple(replace(row, n=min(row.n, 2)) for row in rows) for rows in spec.stages))
-        model = build_resnet(spec, 10, in_chans)
-    else:
-        model = get_model(name, num_classes=10, in_chans=in_chans)
-    return settle_batchnorm(model, [torch.randn(16, in_chans, 32, 32) for _ in range(3)])
+@pytest.fixture
+def settled(zoo_model):
+    """settled(name) -> the shallow variant (tests/conftest.py) with BatchNorm statistics set from data."""
+    def build(name: str, in_chans: int = 1) -> torch.nn.Module:
+        model = zoo_model(name, in_chans=in_chans)
+        return settle_batchnorm(model, [torch.randn(16, in_chans, 32, 32) for _ in range(3)])
+    return build
 
 
 def blocks_of(name: str) -> frozenset[str]:
@@ -81,7 +80,18 @@ def reference(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, floa
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_onnx_and_ncnn_fp32_match_pytorch(name, tmp_path):
+def test_ncnn_fp32_matches_pytorch(name, tmp_path, settled):
+    model = settled(name)
+    x = torch.randn(3, 1, 32, 32)
+    expected, bound = reference(model, x)
+    ncnn_format.export_fp32(model, tmp_path / "m.ncnn", 1)
+    ncnn_model = open_model(str(tmp_path / "m.ncnn"), threads=1)
+    assert ncnn_model.input_shape() == [1, 1, 32, 32]
+    assert np.abs(ncnn_model.predict(x.numpy()) - expected).max() <= bound
+
+
+@pytest.mark.parametrize("name", one_per_block_family())
+def test_onnx_tflite_and_executorch_fp32_match_pytorch(name, tmp_path, settled):
     model = settled(name)
     x = torch.randn(3, 1, 32, 32)
     expected, bound = reference(model, x)
@@ -92,52 +102,47 @@ def test_onnx_and_ncnn_fp32_match_pytorch(name, tmp_path):
     assert np.abs(onnx_logits - expected).max() <= bound
     assert onnx_format.read_metadata(tmp_path / "m.onnx")["model"] == name
 
-    ncnn_format.export_fp32(model, tmp_path / "m.ncnn", 1)
-    ncnn_model = open_model(str(tmp_path / "m.ncnn"), threads=1)
-    assert ncnn_model.input_shape() == [1, 1, 32, 32]
-    assert np.abs(ncnn_model.predict(x.numpy()) - expected).max() <= bound
-
-
-@pytest.mark.parametrize("name", one_per_block_family())
-def test_tflite_and_executorch_fp32_match_pytorch(name, tmp_path):
-    model = settled(name, shallow=True)
-    x = torch.randn(3, 1, 32, 32)
-    expected, bound = reference(model, x)
     tflite_format.export_fp32(model, tmp_path / "m.tflite", 1)
     assert np.abs(open_model(str(tmp_path / "m.tflite"), threads=1).predict(x.numpy()) - expected).max() <= bound
     executorch_format.export_fp32(model, tmp_path / "m.pte", 1)
     assert np.abs(open_model(str(tmp_path / "m.pte"), threads=1).predict(x.numpy()) - expected).max() <= bound
 
 
-def spread(model: torch.nn.Module) -> torch.nn.Module:
-    """The model with its classifier's logits pulled apart (x 20), so that top-1 means something on random data."""
-    last = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][-1]
-    with torch.no_grad():
-        last.weight.mul_(20)
-    return model
+def centered_relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """|got - expected| / |expected| over a batch of logits, each row less its mean (a shared offset is no error)."""
+    got, expected = got - got.mean(1, keepdims=True), expected - expected.mean(1, keepdims=True)
+    return float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
 
 
 @pytest.mark.parametrize("name", one_per_block_family())
-def test_ncnn_int8_agrees_with_pytorch(name, tmp_path):
+def test_ncnn_int8_holds_layer_by_layer_and_end_to_end(name, tmp_path, settled):
+    """Each layer the file keeps in int8 stays within the fallback bound on images it was not calibrated on, the file
+    answers one input the same way twice, and its logits stay near the model's. Top-1 agreement is no measure here:
+    a random network's logits are near ties, and int8 noise that a trained one shrugs off (98.9-99.4 % agreement on
+    trained exports, docs/export.md) flips them. Errors compound with depth in a random net: 0.06-0.47 measured on
+    these seven; a layer that computes garbage puts it above 1."""
     from edgecnn.export.reparam import reparameterize
 
-    model, _ = reparameterize(spread(settled(name, shallow=True)), None, "fold")
+    model, _ = reparameterize(settled(name), None, "fold")
     calibration = torch.randn(40, 1, 32, 32).numpy()
     ncnn_format.export_fp32(model, tmp_path / "m.fp32.ncnn", 1)
     details = ncnn_format.export_int8(tmp_path / "m.fp32.ncnn", tmp_path / "m.int8.ncnn", calibration)
     assert details["int8_layers"] > 0
+
+    param, weights = ncnn_format.read_container(tmp_path / "m.fp32.ncnn")
+    layers = ncnn_format.parse_param(param)
+    ncnn_format.split_weights(layers, weights)
+    net = ncnn_format._net(param, weights)
+    input_blob, _ = ncnn_format.io_blobs(layers)
+    scales = ncnn_format.activation_scales(layers, net, calibration, input_blob)
+    unseen = ncnn_format.layer_errors(layers, net, scales, torch.randn(8, 1, 32, 32).numpy(), input_blob)
+    int8 = {layer: error for layer, error in unseen.items() if layer not in details["fp32_fallback_layers"]}
+    assert len(int8) == details["int8_layers"] and max(int8.values()) <= ncnn_format.FALLBACK_ERROR, int8
+
     x = torch.randn(50, 1, 32, 32)
     with torch.no_grad():
         expected = model(x).numpy()
-    got = open_model(str(tmp_path / "m.int8.ncnn"), threads=1).predict(x.numpy())
-    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.85, details
-
-
-def test_executorch_int8_agrees_with_pytorch(tmp_path):
-    model = spread(settled("vgg19-exp8"))
-    executorch_format.export_int8(model, tmp_path / "m.pte", 1, torch.randn(40, 1, 32, 32).numpy())
-    x = torch.randn(50, 1, 32, 32)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    got = open_model(str(tmp_path / "m.pte"), threads=1).predict(x.numpy())
-    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.85
+    runtime = open_model(str(tmp_path / "m.int8.ncnn"), threads=1)
+    got = runtime.predict(x.numpy())
+    assert np.array_equal(got, runtime.predict(x.numpy()))
+    assert centered_relative_error(got, expected) <= 0.6, details
