@@ -87,7 +87,9 @@ class Hooks:
 
 
 def pipeline_run_name(model: str, dataset: str) -> str:
-    return f"{model}-{dataset}-pipeline"
+    from edgecnn.compress.zoo import model_slug
+
+    return f"{model_slug(model)}-{dataset}-pipeline"
 
 
 def train_stage(model: str, config: PipelineConfig, log: StageLog, hooks: Hooks):

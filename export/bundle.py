@@ -34,6 +34,8 @@ from . import runner
 from .record import ExportRecord
 
 BUNDLE_FORMAT = "edgecnn-bundle/1"
+#: images in the sample of a bundle without a dataset (random inputs: latency and cross-device agreement only)
+UNLABELLED_SAMPLE = 100
 #: what a device installs to run a file of each kind (the runner's Backend for that suffix)
 #: what each file suffix needs on the device besides numpy (ExecuTorch's Python runtime takes torch tensors)
 RUNTIME_REQUIREMENTS = {".onnx": ("onnxruntime>=1.20",), ".tflite": ("ai-edge-litert>=1.2",),
@@ -58,24 +60,33 @@ def make_bundle(export_dir: str | Path, out_dir: str | Path, *, sample: int = 10
             raise EdgecnnError(f"{file} is missing or changed since export (sha256 differs from export.json)")
     if sample < 1:
         raise EdgecnnError("--sample must be at least 1")
-    data = load_recorded(record.data, data_dir, what=f"the export in {export_dir}")
+    # foreign files benched without a dataset (export/foreign.py) have no labelled images to ship
+    labelled = record.data.get("labelled", True)
+    data = load_recorded(record.data, data_dir, what=f"the export in {export_dir}") if labelled else None
     with folder_lock(out_dir.parent, "bundle folder"):
         return _make_bundle(record, artifacts, data, out_dir, sample, archive)
 
 
 def _make_bundle(record: ExportRecord, artifacts: list, data, out_dir: Path, sample: int, archive: bool) -> Path:
     export_dir, described = record.folder, record.data
-    test = data.split("test")
-    count = min(sample, len(test))
-    index = np.sort(np.random.default_rng(0).choice(len(test), size=count, replace=False))
+    shape = described.get("image_shape") or [described["in_chans"], 32, 32]
+    rng = np.random.default_rng(0)
+    if data is not None:
+        test = data.split("test")
+        count = min(sample, len(test))
+        index = np.sort(rng.choice(len(test), size=count, replace=False))
+        images, labels = test.images[index].numpy(), test.labels[index].numpy().astype(np.int64)
+    else:  # inputs for latency and cross-device agreement only; label -1: no accuracy
+        count = min(sample, UNLABELLED_SAMPLE)
+        images, labels = rng.integers(0, 256, (count, *shape), dtype=np.uint8), np.full(count, -1, np.int64)
 
     staging = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for artifact in artifacts:
         shutil.copyfile(export_dir / artifact.file, staging / artifact.file)
-    _save_npy(staging / "sample_images.npy", test.images[index].numpy())
-    _save_npy(staging / "sample_labels.npy", test.labels[index].numpy().astype(np.int64))
+    _save_npy(staging / "sample_images.npy", images)
+    _save_npy(staging / "sample_labels.npy", labels)
     (staging / "labels.txt").write_text("".join(f"{name}\n" for name in described["classes"]))
     (staging / "requirements.txt").write_text(requirements(a.file for a in artifacts))
     shutil.copyfile(runner.__file__, staging / "runner.py")
@@ -84,12 +95,13 @@ def _make_bundle(record: ExportRecord, artifacts: list, data, out_dir: Path, sam
     manifest = {
         "format": BUNDLE_FORMAT, "edgecnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "model": record.model, "dataset": described["dataset"], "classes": described["classes"],
-        "input": {"shape": [1, described["in_chans"], 32, 32], "layout": "NCHW", "dtype": "uint8 image",
+        "input": {"shape": [1, *shape], "layout": "NCHW", "dtype": "uint8 image",
                   "mean": described["mean"], "std": described["std"],
                   "preprocessing": "x = (uint8 / 255 - mean) / std per channel, float32 NCHW"},
         "head_activation": record.head_activation,
         "sample": {"images": "sample_images.npy", "labels": "sample_labels.npy", "count": count,
-                   "split": "test", "seed": 0},
+                   "split": "test" if data is not None else "random (unlabelled)", "seed": 0,
+                   "labelled": data is not None},
         "artifacts": [{"file": a.file, "format": a.format, "precision": a.precision, "form": a.form,
                        "mmacs": a.mmacs, "ops": a.ops,
                        "runtime": runner.BACKENDS[Path(a.file).suffix].runtime,
@@ -275,7 +287,16 @@ class Manifest:
 
 
 def _readme(record: ExportRecord, artifacts: list, count: int) -> str:
-    rows = "\n".join(f"| {a.file} | {a.details.get('layout', 'NCHW')} | {a.accuracy:.2%} | {a.agreement:.2%} |"
+    shape = record.data.get("image_shape") or [record.data["in_chans"], 32, 32]
+    size = f"{shape[1]}x{shape[2]}"
+    if not record.data.get("labelled", True):
+        measured = "No dataset was given: the sample is random images, and no accuracy was measured."
+    else:
+        measured = f"Accuracy measured at export on the whole {record.split} split ({record.images} images):"
+    def percent(value):
+        return "-" if value is None else f"{value:.2%}"
+
+    rows = "\n".join(f"| {a.file} | {a.details.get('layout', 'NCHW')} | {percent(a.accuracy)} | {percent(a.agreement)} |"
                      for a in artifacts)
     return f"""# {record.model} ({record.dataset}) — edgecnn deployment bundle
 
@@ -288,10 +309,10 @@ then
     python runner.py bench [FILE] --runs 200 --warmup 30 --threads 2
 
 Every command verifies the hashes first and refuses a bundle whose files changed. Inputs are uint8 images of
-32x32; the runner normalizes them (mean/std in manifest.json), lays them out as each file takes them (NCHW, or
+{size}; the runner normalizes them (mean/std in manifest.json), lays them out as each file takes them (NCHW, or
 channel-last NHWC for TFLite files; manifest.json says per file) and quantizes them itself for int8 files.
 
-Accuracy measured at export on the whole {record.split} split ({record.images} images):
+{measured}
 
 | file | input layout | accuracy | top-1 agreement with PyTorch fp32 |
 |---|---|---|---|

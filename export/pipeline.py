@@ -205,7 +205,9 @@ def _export_checkpoint(checkpoint: str | Path, out_dir: Path, options: ExportOpt
                        model: torch.nn.Module, data: Dataset, progress: Progress) -> dict:
     from edgecnn.compress.zoo.measure import count_mmacs
 
-    from .reparam import form_rewrite, reparameterize
+    from edgecnn.compress.zoo import is_zoo
+
+    from .reparam import form_rewrite, generic_rewrite, reparameterize
 
     described = payload["data"]
     split = data.split(options.split)
@@ -217,10 +219,11 @@ def _export_checkpoint(checkpoint: str | Path, out_dir: Path, options: ExportOpt
     precisions = ("fp32", "int8") if options.int8 else ("fp32",)
     op_minimal = {"fp32": options.ghost_fp32, "int8": options.ghost_int8}
     sources, rewrites = {}, {}  # (form, precision) -> the graph that form's files of that precision convert
+    generic = None if is_zoo(payload["model"]) else generic_rewrite(model, payload["model"].startswith("timm:"))
     for form in options.forms:
         for precision in precisions:
             ghost = form_rewrite(form, precision, op_minimal)
-            sources[form, precision], rewrites[f"{form}/{precision}"] = reparameterize(model, None, ghost)
+            sources[form, precision], rewrites[f"{form}/{precision}"] = generic or reparameterize(model, None, ghost)
     torch_row = Artifact("pytorch-fp32", "pytorch", "fp32", status="ok", form="naive",
                          mmacs=round(count_mmacs(model, payload["in_chans"]), 4), **score(reference, labels, None))
     torch_row.agreement, torch_row.logit_mae, torch_row.logit_max_err = 1.0, 0.0, 0.0

@@ -15,6 +15,11 @@ Graph forms (export/options.py FORMS), each a file of its own, chosen per target
 - **naive**: the model as trained, converted as it is (the baseline every form is compared with).
 
 TFLite files additionally get channel-last shuffles (`channel_last`), one transpose each instead of three.
+
+Models from outside the zoo (timm, a user's factory) have none of the zoo's blocks, so every form is the same graph
+and each precision exports once: `generic_rewrite` applies what is exact for any network, timm's own deploy hooks
+(`timm.utils.reparameterize_model`: RepVGG/MobileOne branches) for timm models, then every BatchNorm folded into
+the conv before it (computed in float64).
 """
 
 from __future__ import annotations
@@ -66,6 +71,68 @@ def reparameterize(model: nn.Module, example: torch.Tensor | None = None, ghost:
     if ghost in ("fold", "fold-dense"):
         counts["shifts_moved"] = push_trunk_shifts(model)
     return model, counts
+
+
+def generic_rewrite(model: nn.Module, timm_hooks: bool = False) -> tuple[nn.Module, dict]:
+    """A copy of a non-zoo model (eval mode) with timm's deploy hooks applied (`timm_hooks`) and its BatchNorms
+    folded; returns (copy, counts). A network torch.fx cannot trace keeps its BatchNorms, and the counts say why."""
+    model = copy.deepcopy(model).eval()
+    counts: dict = {"ghost": "none", "batchnorm_folded": 0}
+    if timm_hooks:
+        from timm.utils.model import reparameterize_model
+
+        model = reparameterize_model(model, inplace=True).eval()
+        counts["timm_reparameterized"] = True
+    _split_norm_act(model)
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception as error:  # noqa: BLE001 - data-dependent Python control flow; the model still exports
+        counts["batchnorm_kept"] = f"not traceable by torch.fx: {str(error).splitlines()[0][:160] if str(error) else type(error).__name__}"
+        return model, counts
+    modules = dict(traced.named_modules())
+    for node in list(traced.graph.nodes):
+        source = node.args[0] if node.op == "call_module" and node.args else None
+        if not (isinstance(modules.get(node.target), nn.BatchNorm2d) and type(modules[node.target]) is nn.BatchNorm2d
+                and isinstance(source, torch.fx.Node) and source.op == "call_module"
+                and type(modules.get(source.target)) is nn.Conv2d and len(source.users) == 1
+                and modules[node.target].track_running_stats):
+            continue
+        _fold_into(modules[source.target], modules[node.target])
+        node.replace_all_uses_with(source)
+        traced.graph.erase_node(node)
+        counts["batchnorm_folded"] += 1
+    traced.graph.eliminate_dead_code()
+    traced.graph.lint()
+    traced.recompile()
+    traced.delete_all_unused_submodules()
+    return traced.eval(), counts
+
+
+def _split_norm_act(model: nn.Module) -> None:
+    """timm's BatchNormAct2d (a BatchNorm2d subclass with its activation inside) as BatchNorm2d -> drop -> act, the
+    same function in eval mode, so that the fold sees the plain BatchNorm."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.BatchNorm2d) and type(child) is not nn.BatchNorm2d \
+                    and isinstance(getattr(child, "act", None), nn.Module):
+                plain = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                       child.track_running_stats)
+                plain.load_state_dict({k: v for k, v in child.state_dict().items()
+                                       if k in plain.state_dict()}, strict=True)
+                setattr(parent, name, nn.Sequential(plain, getattr(child, "drop", nn.Identity()), child.act).eval())
+
+
+@torch.no_grad()
+def _fold_into(layer: nn.Module, bn: nn.BatchNorm2d) -> None:
+    """A conv followed by `bn` (eval mode) as one conv, in place, computed in float64."""
+    scale = (bn.weight.double() if bn.affine else torch.ones_like(bn.running_var, dtype=torch.float64)) \
+        / torch.sqrt(bn.running_var.double() + bn.eps)
+    shift = (bn.bias.double() if bn.affine else torch.zeros_like(scale)) - bn.running_mean.double() * scale
+    weight = layer.weight.double()
+    bias = layer.bias.double() if layer.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    layer.weight = nn.Parameter((weight * scale.reshape(shape)).to(layer.weight.dtype))
+    layer.bias = nn.Parameter((bias * scale + shift).to(layer.weight.dtype))
 
 
 def channel_last(model: nn.Module) -> tuple[nn.Module, int]:

@@ -92,6 +92,9 @@ class Backend(ABC):
         square images, so [N, S, S, C] with C != S is channel-last; anything else (also [N, S, S, S]) is NCHW."""
         dims = [d if isinstance(d, int) else 0 for d in shape]  # symbolic dimensions (ONNX's batch) count as 0
         own = "NHWC" if len(dims) == 4 and dims[1] == dims[2] > 0 and dims[3] != dims[2] else "NCHW"
+        square = len(dims) == 4 and (dims[1] == dims[2] or dims[2] == dims[3])
+        if self.stated_layout and not square:  # a file made elsewhere, not square: only its maker knows
+            return self.stated_layout
         if self.stated_layout not in (None, own):
             raise RunnerError(f"{self.path} takes {own} input {list(shape)}, not {self.stated_layout}")
         return own
@@ -151,9 +154,13 @@ class OnnxRuntimeBackend(Backend):
         self.input_name = self.session.get_inputs()[0].name
         self.layout = self._own_layout(self.session.get_inputs()[0].shape)
         self.output_name = self.session.get_outputs()[0].name
+        batch = self.session.get_inputs()[0].shape[0]
+        self.batch = batch if isinstance(batch, int) and batch > 0 else None  # a fixed batch (files made elsewhere)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: x})[0].astype(np.float32, copy=False)
+        step = self.batch or len(x)
+        return np.concatenate([self.session.run([self.output_name], {self.input_name: x[i:i + step]})[0]
+                               for i in range(0, len(x), step)]).astype(np.float32, copy=False)
 
     def invoker(self, x: np.ndarray):
         feed = {self.input_name: np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x,
@@ -592,8 +599,9 @@ def verify_bundle(folder: str) -> dict:
     return manifest
 
 
-def load_image(path: str, channels: int) -> np.ndarray:
-    """uint8 (C, 32, 32) from .npy (HxW or CxHxW), binary .pgm/.ppm, or whatever PIL reads if it is installed."""
+def load_image(path: str, channels: int, size: tuple = (32, 32)) -> np.ndarray:
+    """uint8 (C, H, W) of the bundle's `size` from .npy (HxW or CxHxW), binary .pgm/.ppm, or whatever PIL reads if
+    it is installed."""
     if not os.path.isfile(path):
         raise RunnerError(f"image not found: {path}")
     if path.endswith(".npy"):
@@ -624,11 +632,13 @@ def load_image(path: str, channels: int) -> np.ndarray:
         image = image[None]
     if image.ndim == 3 and image.shape[-1] in (1, 3) and image.shape[0] not in (1, 3):
         image = image.transpose(2, 0, 1)  # HWC -> CHW
-    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[1:] == (28, 28):
+    size = tuple(int(v) for v in size)
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[1:] == (28, 28) and size == (32, 32):
         image = np.pad(image, ((0, 0), (2, 2), (2, 2)))  # MNIST-style 28x28, padded with black as in training
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[1:] != (32, 32):
-        raise RunnerError(f"{path}: expected a uint8 32x32 image (28x28 is padded with black as in training; "
-                          f"resize other sizes first), got {image.dtype} {tuple(image.shape)}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[1:] != size:
+        padded = " (28x28 is padded with black as in training" + "; resize other sizes first)" if size == (32, 32) else ""
+        raise RunnerError(f"{path}: expected a uint8 {size[0]}x{size[1]} image{padded}, got {image.dtype} "
+                          f"{tuple(image.shape)}")
     if image.shape[0] != channels:
         image = image.mean(0, keepdims=True).astype(np.uint8) if channels == 1 else np.repeat(image[:1], 3, 0)
     return image
@@ -784,13 +794,15 @@ def main(argv=None) -> int:
                 model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads, artifact.get("layout"))
                 top1 = np.concatenate([logits.argmax(1) for _, logits in predict_batches(
                     model, images, manifest["input"]["mean"], manifest["input"]["std"])])
+                labelled = labels >= 0  # a bundle without a dataset has random images labelled -1
                 results.append({"file": artifact["file"], "images": int(len(labels)),
-                                "accuracy": float((top1 == labels).mean()), "predictions": top1.tolist()})
+                                "accuracy": float((top1 == labels)[labelled].mean()) if labelled.any() else None,
+                                "predictions": top1.tolist()})
             print(json.dumps({"machine": machine_info(), "versions": runtime_versions(), "results": results,
                               "skipped": skipped}))
         else:
             artifact = _artifact(manifest, args.model)
-            image = load_image(args.image, manifest["input"]["shape"][1])
+            image = load_image(args.image, manifest["input"]["shape"][1], tuple(manifest["input"]["shape"][2:4]))
             model = open_model(os.path.join(args.bundle, artifact["file"]), 1, artifact.get("layout"))
             logits = model.predict(preprocess(image[None], manifest["input"]["mean"], manifest["input"]["std"]))[0]
             for k in np.argsort(-logits)[:args.top]:

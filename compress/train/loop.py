@@ -27,7 +27,7 @@ from torch.utils.data import DistributedSampler
 
 import edgecnn
 from edgecnn.compress.layers import Discarded
-from edgecnn.compress.zoo import count_mflops, count_params, get_model, resolve
+from edgecnn.compress.zoo import count_mflops, count_params, get_model, model_slug, model_source, resolve
 from edgecnn.data import Dataset, Split, load_dataset, normalize
 from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_text, folder_lock, remove_stale_temporaries
@@ -42,7 +42,7 @@ from .recipes import Recipe, get_recipe
 class TrainConfig:
     """Everything a run depends on. Fields left None take the recipe's value."""
 
-    model: str
+    model: str  # a zoo name, timm:NAME or a user's module:factory / file.py:factory (compress/zoo/external.py)
     dataset: str
     recipe: str = "fast"
     epochs: int | None = None
@@ -64,6 +64,7 @@ class TrainConfig:
     deterministic: bool = True
     runs_dir: str | None = None
     name: str | None = None
+    pretrained: str | None = None  # a timm model's starting weights: a local file, loaded by timm
     resolved: dict = field(default_factory=dict)  # the recipe after overrides, filled by resolve_config
 
     def recipe_values(self) -> Recipe:
@@ -168,7 +169,7 @@ def _run_name(config: TrainConfig) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     if config.name:
         return check_run_name(config.name)
-    return f"{resolve(config.model)}-{config.dataset}-{config.recipe}-s{config.seed}-{stamp}"
+    return f"{model_slug(config.model)}-{config.dataset}-{config.recipe}-s{config.seed}-{stamp}"
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -240,7 +241,8 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
     config.in_chans = data.in_chans
     num_classes = data.info.num_classes
     torch.manual_seed(config.seed)
-    model = get_model(config.model, num_classes, data.in_chans)
+    model = get_model(config.model, num_classes, data.in_chans, pretrained=None if state else config.pretrained)
+    source = model_source(config.model, num_classes, data.in_chans)
     params, mflops = count_params(model), count_mflops(model, data.in_chans)
     model.to(device)
     if channels_last:
@@ -272,7 +274,7 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "world_size": ddp.world,
                       "device": device.type, "params": params, "mflops": mflops, "edgecnn": edgecnn.__version__,
                       "torch": torch.__version__, "allocator": loaded_allocator(), "data": data.describe(),
-                      "train": asdict(config)}
+                      "model_source": source, "train": asdict(config)}
         if not (run_dir / "config.json").is_file():
             atomic_write_text(run_dir / "config.json", json.dumps(run_config, indent=2))
     has_dead = any(isinstance(m, Discarded) for m in model.modules())
@@ -348,7 +350,8 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
             best = {"val_acc": record["val_acc"], "epoch": epoch + 1}
         if ddp.main:
             meta = {"model": config.model, "num_classes": num_classes, "in_chans": data.in_chans,
-                    "data": data.describe(), "epoch": epoch + 1, "edgecnn": edgecnn.__version__}
+                    "data": data.describe(), "epoch": epoch + 1, "edgecnn": edgecnn.__version__,
+                    "model_source": source}
             weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             if is_best:
                 save_checkpoint(run_dir / "best.pt", {**meta, "state_dict": weights, "val_acc": record["val_acc"]})

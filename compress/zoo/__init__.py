@@ -6,7 +6,7 @@
 
 from . import baselines, resnet101, vgg19  # noqa: F401  (importing registers the entries)
 from .measure import count_mflops, count_params, settle_batchnorm, state_dict_mib
-from .registry import ModelEntry, get_entry, get_model, list_models, resolve
+from .registry import ModelEntry, get_entry, get_model, is_zoo, list_models, model_slug, model_source, resolve
 
-__all__ = ["ModelEntry", "count_mflops", "count_params", "get_entry", "get_model", "list_models", "resolve", "settle_batchnorm",
-           "state_dict_mib"]
+__all__ = ["ModelEntry", "count_mflops", "count_params", "get_entry", "get_model", "is_zoo", "list_models", "model_slug",
+           "model_source", "resolve", "settle_batchnorm", "state_dict_mib"]

@@ -16,7 +16,7 @@ from edgecnn.io import atomic_write_text, cache_dir
 
 from .measure import count_mflops, count_params, state_dict_mib
 from .paper import Published, published
-from .registry import get_entry, resolve
+from .registry import get_entry, is_zoo, resolve
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class _MeasureCache:
 
     def get(self, name: str, num_classes: int, in_chans: int) -> tuple[int, float, float]:
         key = f"{name}/{num_classes}/{in_chans}"
+        if not is_zoo(name):  # timm's version or the user's file may change under the same name: measure each time
+            model = get_entry(name).build(num_classes, in_chans)
+            return count_params(model), count_mflops(model, in_chans), state_dict_mib(model)
         if key not in self.data:
             model = get_entry(name).build(num_classes, in_chans)
             self.data[key] = [count_params(model), count_mflops(model, in_chans), state_dict_mib(model)]

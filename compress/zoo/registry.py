@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from edgecnn.errors import UnknownNameError
+from edgecnn.errors import EdgecnnError, UnknownNameError
+
+from .external import TIMM, build_external, describe_external, is_external, resolve_external, slug
 
 from .builder import build_resnet, build_vgg
 from .spec import ResNetSpec, VGGSpec
@@ -61,7 +63,10 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def resolve(name: str) -> str:
-    """Canonical name for `name` (case-insensitive, "_" == "-", short "expN" aliases); raises UnknownNameError."""
+    """Canonical name for `name` (case-insensitive, "_" == "-", short "expN" aliases; `timm:NAME` and a user's
+    `module:factory` / `file.py:factory` as compress/zoo/external.py spells them); raises UnknownNameError."""
+    if is_external(name):
+        return resolve_external(name)
     key = name.strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
@@ -70,13 +75,40 @@ def resolve(name: str) -> str:
 
 
 def get_entry(name: str) -> ModelEntry:
-    return _REGISTRY[resolve(name)]
+    name = resolve(name)
+    if is_external(name):
+        family = "timm" if name.startswith(TIMM) else "user"
+        return ModelEntry(name, family, lambda nc, ch: build_external(name, nc, ch), (),
+                          "timm architecture, small-input stem" if family == "timm" else "a user's factory")
+    return _REGISTRY[name]
 
 
-def get_model(name: str, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    """Build a fresh, randomly initialised model by name."""
+def is_zoo(name: str) -> bool:
+    """Whether `name` is one of edgecnn's own entries (their zoo-specific export rewrites apply)."""
+    return not is_external(name)
+
+
+def model_slug(name: str) -> str:
+    """`name` as part of a folder name (runs are called <slug>-<dataset>-...)."""
+    name = resolve(name)
+    return slug(name) if is_external(name) else name
+
+
+def model_source(name: str, num_classes: int, in_chans: int) -> dict:
+    """Where a model comes from, as a run records it: the zoo, or an external model's origin and arguments."""
+    name = resolve(name)
+    return describe_external(name, num_classes, in_chans) if is_external(name) else {"kind": "zoo"}
+
+
+def get_model(name: str, num_classes: int = 10, in_chans: int = 3, pretrained: str | None = None) -> nn.Module:
+    """Build a fresh model by name, randomly initialised (a timm model: from a local `pretrained` weights file)."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     if in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+    name = resolve(name)
+    if is_external(name):
+        return build_external(name, num_classes, in_chans, pretrained)
+    if pretrained:
+        raise EdgecnnError("--pretrained is for timm models (timm:NAME); zoo models start from random weights")
     return get_entry(name).build(num_classes, in_chans)

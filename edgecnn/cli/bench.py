@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ from rich.table import Table
 from edgecnn.bench.options import BenchPlan
 
 from .console import err, out
-from .options import DataDirOpt, JsonOpt, int_list
+from .options import DataDirOpt, JsonOpt, LayoutOpt, MeanOpt, StdOpt, int_list
 from .progress import bench_progress
 
 
@@ -20,6 +21,7 @@ PLAN = BenchPlan()
 
 
 def bench(
+    target: Annotated[list[str] | None, typer.Argument(help="Model files made elsewhere (.onnx, .tflite), or one bundle folder or .tar.gz.", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="Device profile(s), comma-separated; they run at once.")] = "host",
     bundle: Annotated[str | None, typer.Option("--bundle", help="A bundle folder or .tar.gz (default: the newest bundle).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Use the newest export of this model.")] = None,
@@ -39,9 +41,15 @@ def bench(
     store_path: Annotated[str | None, typer.Option("--store", help="SQLite results file (default results/bench.sqlite).")] = None,
     exports_root: Annotated[str, typer.Option("--exports-root", help="Where exports are searched.")] = "artifacts",
     data_dir: DataDirOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    layout: LayoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a bundle on devices: latency percentiles, peak memory and sample accuracy per file and thread count.
+
+    Model files made elsewhere are bundled first (artifacts/file-<name>-<hash>/bundle): with --dataset, each
+    file's accuracy on its whole test split through its runtime, and the bench's on the bundle's sample.
 
     Every measurement goes to the results store as soon as it is made; a device that fails or drops off keeps
     what it finished, is reported in one line, and makes the exit status 1.
@@ -59,6 +67,22 @@ def bench(
     if precision and set(precision.split(",")) - {"fp32", "int8"}:
         raise EdgecnnError(f"unknown precision in {precision!r}; known: fp32, int8")
     thread_counts, chosen_formats = int_list(threads) if threads else None, parse_formats(formats) if formats else None
+    if target and len(target) == 1 and (Path(target[0]).is_dir() or target[0].endswith((".tar.gz", ".tgz"))):
+        bundle, target = target[0], None  # `edgecnn bench BUNDLE` as --bundle BUNDLE
+    if target:
+        if bundle or model:
+            raise EdgecnnError("name model files, or --bundle / --model, not both")
+        from edgecnn.export.bundle import bundle_is_current, make_bundle
+
+        from .bundle import foreign_export
+
+        export_folder = foreign_export(target, exports_root, dataset, data_dir, mean, std, layout)
+        if not bundle_is_current(export_folder, export_folder / "bundle"):
+            make_bundle(export_folder, export_folder / "bundle", data_dir=data_dir)
+        bundle, reference = str(export_folder / "bundle"), False  # no PyTorch model to compare with
+        err.print(f"bundled {len(target)} file(s) in {bundle}", highlight=False, markup=False)
+    elif mean or std or layout:
+        raise EdgecnnError("--mean, --std and --layout describe model files made elsewhere; name the files")
     folder, export_dir = locate_bundle(bundle, model, dataset, exports_root, data_dir,
                                        note=lambda text: err.print(text, highlight=False, markup=False))
     manifest = Manifest.read(folder)  # every sha256, once, before anything runs
@@ -117,5 +141,6 @@ def _table(rows: list[dict], session: str) -> Table:
                       "-" if r.get("load_ms") is None else f"{r['load_ms']:.0f}",
                       "-" if r.get("peak_rss_mib") is None else f"{r['peak_rss_mib']:.0f}",
                       "-" if r.get("instructions") is None else f"{r['instructions'] / 1e6:.2f}",
-                      f"{r['accuracy']:.2%} /{r['sample_images']}", "-" if agreement is None else f"{agreement:.1%}")
+                      "-" if r.get("accuracy") is None else f"{r['accuracy']:.2%} /{r['sample_images']}",
+                      "-" if agreement is None else f"{agreement:.1%}")
     return table

@@ -12,7 +12,7 @@ from .options import CheckpointOpt, DataDirOpt, RunOpt, RunsDirOpt
 
 app = typer.Typer(no_args_is_help=True, help="Prune, distill or quantization-aware-train a finished run.")
 
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Zoo model: its newest finished run.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model (zoo, timm:NAME or a factory): its newest finished run.")]
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d", help="With --model: the run's dataset.")]
 NameOpt = Annotated[str | None, typer.Option(help="Name of the new run directory.")]
 EpochsOpt = Annotated[int, typer.Option("--max-epochs", min=1, help="Fine-tune epochs at most (per step).")]

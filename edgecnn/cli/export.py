@@ -53,7 +53,7 @@ DEFAULTS = ExportOptions()
 
 
 def export(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Zoo model; exports its newest finished run.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model (zoo, timm:NAME or a factory); exports its newest finished run.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset of the run (default: any).")] = None,
     checkpoint: CheckpointOpt = None,
     run: RunOpt = None,

@@ -48,3 +48,20 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise EdgecnnError(f"--threads wants a comma list of positive integers, not {text!r}")
     return values
+
+
+def float_list(text: str | None, option: str) -> list[float] | None:
+    from edgecnn.errors import EdgecnnError
+
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise EdgecnnError(f"{option} wants a comma list of numbers (one per channel), not {text!r}") from None
+
+
+# a model file made elsewhere (export/foreign.py): what its file cannot say
+MeanOpt = Annotated[str | None, typer.Option("--mean", help="Model files made elsewhere: per-channel mean of x = (uint8 / 255 - mean) / std (default: the --dataset's, else 0).")]
+StdOpt = Annotated[str | None, typer.Option("--std", help="Model files made elsewhere: per-channel std (default: the --dataset's, else 1).")]
+LayoutOpt = Annotated[str | None, typer.Option("--layout", help="Model files made elsewhere: NCHW or NHWC, where the file's input shape does not tell.")]

@@ -45,7 +45,7 @@ class CliHooks(Hooks):
 
 
 def pipeline(
-    models: Annotated[str, typer.Option("--models", help="Comma list of zoo models.")] = "exp13",
+    models: Annotated[str, typer.Option("--models", help="Comma list of models: zoo names, timm:NAME, module:function or file.py:function.")] = "exp13",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="cifar10, cifar100 or fashion-mnist.")] = "fashion-mnist",
     recipe: Annotated[str, typer.Option(help="Training recipe for models without a finished run.")] = "fast",
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (1 keeps a first run under half an hour).")] = 1,

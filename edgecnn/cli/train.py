@@ -12,7 +12,7 @@ from .options import DataDirOpt, DatasetOpt, DownloadOpt, InChansOpt, NoVerifyOp
 
 
 def train(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Zoo model, e.g. exp13.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Zoo model (exp13), timm:NAME, or a factory module:function / file.py:function.")] = None,
     dataset: DatasetOpt = "fashion-mnist",
     recipe: Annotated[str, typer.Option(help="paper1, paper2, fast or micronet (edgecnn train --recipes).")] = "fast",
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (recipe default).")] = None,
@@ -36,9 +36,10 @@ def train(
     runs_dir: RunsDirOpt = None,
     name: Annotated[str | None, typer.Option(help="Run directory name (default: model-dataset-recipe-seed-time).")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue this run directory from its last epoch.")] = None,
+    pretrained: Annotated[str | None, typer.Option(help="A timm model's starting weights: a local file (timm loads it; another class count drops the classifier).")] = None,
     recipes: Annotated[bool, typer.Option("--recipes", help="List the recipes and exit.")] = False,
 ) -> None:
-    """Train a zoo model; the run (config, metrics, checkpoints, test accuracy) lands in --runs-dir."""
+    """Train a model (zoo, timm or your own factory); the run (config, metrics, checkpoints, test accuracy) lands in --runs-dir."""
     from edgecnn.compress.train import RECIPES, TrainConfig
     from edgecnn.compress.train import train as run_training
     from edgecnn.errors import EdgecnnError
@@ -59,7 +60,8 @@ def train(
                              weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, seed=seed,
                              data_dir=data_dir, download=download, verify=not no_verify, in_chans=in_chans, device=device, threads=threads,
                              channels_last=channels_last, compile=compile_model, grad_accum=grad_accum,
-                             deterministic=not nondeterministic, runs_dir=runs_dir, name=name)
+                             deterministic=not nondeterministic, runs_dir=runs_dir, name=name,
+                             pretrained=pretrained)
         config.recipe_values()  # unknown recipe -> one-line error before any data is loaded
         run = run_training(config, reporter=reporter())
     if os.environ.get("RANK", "0") == "0" and run.result:  # under torchrun, rank 0 speaks for the run
