@@ -32,7 +32,7 @@ from torch import nn
 from edgecnn.compress.layers import ChannelShuffle, GhostModule
 from edgecnn.compress.layers.shuffle import ChannelLastShuffle
 from edgecnn.compress.zoo.deploy import push_trunk_shifts
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, describe_error
 
 from .options import GHOST_REWRITES
 
@@ -87,7 +87,7 @@ def generic_rewrite(model: nn.Module, timm_hooks: bool = False) -> tuple[nn.Modu
     try:
         traced = torch.fx.symbolic_trace(model)
     except Exception as error:  # noqa: BLE001 - data-dependent Python control flow; the model still exports
-        counts["batchnorm_kept"] = f"not traceable by torch.fx: {str(error).splitlines()[0][:160] if str(error) else type(error).__name__}"
+        counts["batchnorm_kept"] = f"not traceable by torch.fx: {describe_error(error, 160)}"
         return model, counts
     modules = dict(traced.named_modules())
     for node in list(traced.graph.nodes):
@@ -123,16 +123,16 @@ def _split_norm_act(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _fold_into(layer: nn.Module, bn: nn.BatchNorm2d) -> None:
-    """A conv followed by `bn` (eval mode) as one conv, in place, computed in float64."""
-    scale = (bn.weight.double() if bn.affine else torch.ones_like(bn.running_var, dtype=torch.float64)) \
-        / torch.sqrt(bn.running_var.double() + bn.eps)
-    shift = (bn.bias.double() if bn.affine else torch.zeros_like(scale)) - bn.running_mean.double() * scale
-    weight = layer.weight.double()
-    bias = layer.bias.double() if layer.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    layer.weight = nn.Parameter((weight * scale.reshape(shape)).to(layer.weight.dtype))
-    layer.bias = nn.Parameter((bias * scale + shift).to(layer.weight.dtype))
+def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """A conv followed by `bn` (eval mode) as one conv, in place: torch's own fusion, computed in float64."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    def double(tensor):
+        return None if tensor is None else tensor.double()
+
+    weight, bias = fuse_conv_bn_weights(conv.weight.double(), double(conv.bias), bn.running_mean.double(),
+                                        bn.running_var.double(), bn.eps, double(bn.weight), double(bn.bias))
+    conv.weight, conv.bias = nn.Parameter(weight.to(conv.weight.dtype)), nn.Parameter(bias.to(conv.weight.dtype))
 
 
 def channel_last(model: nn.Module) -> tuple[nn.Module, int]:

@@ -636,7 +636,7 @@ def load_image(path: str, channels: int, size: tuple = (32, 32)) -> np.ndarray:
     if image.dtype == np.uint8 and image.ndim == 3 and image.shape[1:] == (28, 28) and size == (32, 32):
         image = np.pad(image, ((0, 0), (2, 2), (2, 2)))  # MNIST-style 28x28, padded with black as in training
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[1:] != size:
-        padded = " (28x28 is padded with black as in training" + "; resize other sizes first)" if size == (32, 32) else ""
+        padded = " (28x28 is padded with black as in training; resize other sizes first)" if size == (32, 32) else ""
         raise RunnerError(f"{path}: expected a uint8 {size[0]}x{size[1]} image{padded}, got {image.dtype} "
                           f"{tuple(image.shape)}")
     if image.shape[0] != channels:

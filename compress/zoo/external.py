@@ -4,11 +4,11 @@ factory, ``package.module:function`` or ``path/to/file.py:function``.
 A name is the model's identity, as a zoo name is: runs, checkpoints and exports record it, and every later stage
 rebuilds the model from it (then loads the checkpoint's weights). A file path is recorded absolute, so a later
 stage finds the same file from any working folder. The factory is called with the keywords its signature takes of
-``num_classes`` and ``in_chans``; what it was called with is recorded beside the name (`describe`).
+``num_classes`` and ``in_chans``; what it was called with is recorded beside the name (`describe_external`).
 
 timm's architectures are written for 224x224 images. On edgecnn's 32x32 inputs the stem's stride (and a ResNet's
-max pool after it) would leave a 1x1 map after two stages, so the first conv gets stride 1 and a max pool right
-after the stem goes: the change CIFAR ResNets make (the zoo's ResNet-101 stem is a stride-1 3x3 conv), and no
+max pool after it) would leave a 1x1 map after two stages, so the stem gets stride 1 and a max pool right after
+the stem goes: the change CIFAR ResNets make (the zoo's ResNet-101 stem is a stride-1 3x3 conv), and no
 weights change shape, so a pretrained file still loads.
 """
 
@@ -27,8 +27,6 @@ from torch import nn
 from edgecnn.errors import EdgecnnError, UnknownNameError, describe_error
 
 TIMM = "timm:"
-#: inputs no larger than this get the small-input stem (edgecnn's datasets are 32x32)
-SMALL_INPUT = 64
 
 
 def is_external(name: str) -> bool:
@@ -150,27 +148,23 @@ def _build_timm(arch: str, num_classes: int, in_chans: int, pretrained: str | No
     return model
 
 
-def adapt_to_small_inputs(model: nn.Module) -> list[str]:
-    """Stride 1 in the stem (module doc); returns what changed. The stem is the top-level module that holds timm's
+def adapt_to_small_inputs(model: nn.Module) -> None:
+    """Stride 1 in the stem (module doc), in place. The stem is the top-level module that holds timm's
     `first_conv`: every strided conv in it (a multi-branch stem such as MobileOne's strides in each branch), and a
     block's own `stride` attribute (the one its deploy-time rewrite builds its fused conv with), become stride 1."""
-    changed = []
     first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     first = first[0] if isinstance(first, (list, tuple)) else first
     stem = _submodule(model, first.split(".")[0]) if first else None
     if stem is None:
         stem = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    for name, module in (stem.named_modules() if stem is not None else ()):
+    for module in (stem.modules() if stem is not None else ()):
         if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
             module.stride = (1, 1)
-            changed.append(f"{first.split('.')[0] if first else 'stem'}{'.' + name if name else ''} stride 1")
         elif not isinstance(module, nn.Conv2d) and getattr(module, "stride", 1) not in (1, (1, 1)) \
                 and isinstance(module.stride, (int, tuple)):
             module.stride = 1 if isinstance(module.stride, int) else (1, 1)
     if isinstance(getattr(model, "maxpool", None), nn.MaxPool2d):  # timm's ResNet family
         model.maxpool = nn.Identity()
-        changed.append("stem max pool removed")
-    return changed
 
 
 def _submodule(model: nn.Module, name: str) -> nn.Module | None:
