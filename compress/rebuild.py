@@ -6,6 +6,7 @@ so that export, bench and evaluation rebuild any run the same way; and the looku
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -47,9 +48,10 @@ _SHAPE_ATTRS = {torch.nn.Conv2d: ("in_channels", "out_channels", "groups"), torc
 
 def structure_of(model: torch.nn.Module) -> dict[str, dict[str, int]]:
     """The channel counts of every conv, linear and BatchNorm layer: what a structurally pruned model needs, beside
-    its state_dict, to be rebuilt from the zoo definition (plain ints, so checkpoints stay weights_only)."""
+    its state_dict, to be rebuilt from the zoo definition (plain ints, so checkpoints stay weights_only). Subclasses
+    count (timm's BatchNormAct2d is a BatchNorm2d whose width the export's rewrites read)."""
     return {name: {attr: int(getattr(module, attr)) for attr in attrs} for name, module in model.named_modules()
-            for kind, attrs in _SHAPE_ATTRS.items() if type(module) is kind}
+            for kind, attrs in _SHAPE_ATTRS.items() if isinstance(module, kind)}
 
 
 def apply_structure(net: torch.nn.Module, structure: dict, state_dict: dict) -> None:
@@ -65,6 +67,9 @@ def apply_structure(net: torch.nn.Module, structure: dict, state_dict: dict) -> 
             module._parameters[leaf] = torch.nn.Parameter(torch.empty_like(value))
         elif leaf in module._buffers and module._buffers[leaf] is not None and module._buffers[leaf].shape != value.shape:
             module._buffers[leaf] = torch.empty_like(value)
+    for module in net.modules():  # structures recorded before subclasses counted lack timm's BatchNormAct2d widths
+        if isinstance(module, torch.nn.BatchNorm2d) and module.running_mean is not None:
+            module.num_features = module.running_mean.shape[0]
 
 
 # ------------------------------------------------------------------------------- depth pruning's blocks
@@ -76,7 +81,22 @@ def activation_left(block: nn.Module) -> nn.Module | None:
         return block.act
     if isinstance(block, (BasicBlock, Bottleneck)) and block.downsample is None:  # torchvision's: relu(body(x) + x)
         return block.relu
-    return None
+    return _timm_activation_left(block) if "timm" in sys.modules else None  # no timm imported: no timm blocks
+
+
+def _timm_activation_left(block: nn.Module) -> nn.Module | None:
+    """timm's residual blocks: a ResNet block is act(body(x) + x) without a downsample; the EfficientNet family's
+    (MobileNetV3, EfficientNet, GhostNet's kin) add the shortcut last, with no activation after it."""
+    from timm.models import _efficientnet_blocks as efficientnet
+    from timm.models import resnet
+
+    if isinstance(block, resnet.BasicBlock) and block.downsample is None:
+        return block.act2
+    if isinstance(block, resnet.Bottleneck) and block.downsample is None:
+        return block.act3
+    skips = (efficientnet.DepthwiseSeparableConv, efficientnet.InvertedResidual, efficientnet.EdgeResidual,
+             efficientnet.UniversalInvertedResidual)
+    return nn.Identity() if isinstance(block, skips) and block.has_skip else None
 
 
 def removable_blocks(model: nn.Module) -> list[str]:

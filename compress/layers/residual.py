@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -27,10 +29,15 @@ class Residual(nn.Module):
 class RemovedBlock(nn.Module):
     """Where depth pruning (compress/methods/depth.py) took out a residual block with an identity shortcut:
     act(x), i.e. the block with its body gone. The block's own activation module is kept (Identity in ghost
-    bottlenecks), so the remaining graph computes exactly act(0 + x)."""
+    bottlenecks), so the remaining graph computes exactly act(0 + x). An in-place activation (torchvision's and
+    timm's ResNet blocks) becomes out of place: in the block it acted on the sum, here it would overwrite the
+    previous block's output, which autograd still needs."""
 
     def __init__(self, act: nn.Module):
         super().__init__()
+        if getattr(act, "inplace", False):
+            act = copy.copy(act)
+            act.inplace = False
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

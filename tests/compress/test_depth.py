@@ -54,6 +54,15 @@ def test_removing_blocks_equals_silencing_their_residual_branch(name):
         torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
 
 
+def test_a_model_with_blocks_removed_still_trains():
+    """torchvision's blocks end in an in-place ReLU: left in place where the block was, it would overwrite the
+    previous block's output, which the backward pass still needs."""
+    model = _model("resnet18").train()
+    remove_blocks(model, removable_blocks(model))
+    model(torch.randn(2, 1, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 def test_only_identity_shortcut_blocks_are_removable():
     model = _model("resnet101-exp1")
     for name in removable_blocks(model):

@@ -170,3 +170,36 @@ def test_a_factory_file_with_a_syntax_error_is_one_line(tmp_path):
     (tmp_path / "broken.py").write_text(textwrap.dedent("def build(:\n"))
     with pytest.raises(EdgecnnError, match="importing .*broken.py failed: SyntaxError"):
         get_model(f"{tmp_path / 'broken.py'}:build")
+
+
+@pytest.mark.parametrize("arch,blocks", [("mobilenetv3_small_050", "InvertedResidual"), ("test_resnet", "BasicBlock")])
+def test_timm_models_take_structured_and_depth_pruning_and_rebuild_exactly(arch, blocks):
+    """Both records of a checkpoint on timm's own layers: the widths of subclassed BatchNorms (BatchNormAct2d) and
+    timm's residual blocks taken out; the rebuilt model computes what the pruned one did, it trains (in-place
+    activations), and the export's generic rewrite stays exact on it."""
+    from edgecnn.compress.methods.structured import make_pruner
+    from edgecnn.compress.rebuild import remove_blocks, removable_blocks, removed_blocks, structure_of
+    from edgecnn.compress.zoo.measure import settle_batchnorm
+    from edgecnn.export.reparam import generic_rewrite
+
+    name = f"timm:{arch}"
+    torch.manual_seed(0)
+    model = settle_batchnorm(get_model(name, 10, 1), [torch.randn(8, 1, 32, 32)]).eval()
+    candidates = removable_blocks(model)
+    assert candidates and all(type(model.get_submodule(n)).__name__ == blocks for n in candidates)
+    remove_blocks(model, candidates[:1])
+    example = torch.randn(2, 1, 32, 32)
+    make_pruner(model, example, 0.3).step()
+    payload = {"model": name, "num_classes": 10, "in_chans": 1, "state_dict": model.state_dict(),
+               "structure": structure_of(model), "removed_blocks": removed_blocks(model)}
+    assert any(type(model.get_submodule(layer)).__name__ == "BatchNormAct2d" for layer in payload["structure"]) \
+        or arch == "test_resnet"
+    rebuilt = build_from_checkpoint(payload).eval()
+    assert count_params(rebuilt) == count_params(model) < count_params(get_model(name, 10, 1))
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+        rewritten, counts = generic_rewrite(rebuilt, timm_hooks=True)
+        assert counts["batchnorm_folded"] > 0
+        torch.testing.assert_close(rewritten(x), model(x), rtol=0, atol=1e-5)
+    rebuilt.train()(x).sum().backward()
