@@ -134,8 +134,11 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 def _scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int):
     if recipe.schedule == "onecycle":
+        warmup = recipe.pct_start
+        if warmup * total_steps == 1:  # OneCycleLR divides by the warm-up's steps less one (fast: 1 epoch of 5 steps)
+            warmup = min(0.9, 1.5 / total_steps)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps,
-                                                   pct_start=recipe.pct_start)
+                                                   pct_start=warmup)
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=recipe.min_lr)
     if recipe.schedule == "plateau":

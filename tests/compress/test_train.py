@@ -190,3 +190,20 @@ def test_resume_with_a_damaged_config_is_a_one_line_error(tmp_path):
     (tmp_path / "config.json").write_text('{"model": "exp13"}')
     with pytest.raises(EdgecnnError, match="not an edgecnn run's"):
         train(resume=tmp_path)
+
+
+@pytest.mark.parametrize("total_steps", [1, 2, 4, 5, 10, 500])
+def test_the_onecycle_schedule_takes_any_number_of_steps(total_steps):
+    """The fast recipe's 20 % warm-up over 5 steps (one epoch of 300 images) was one step: OneCycleLR divided by
+    zero. Every short schedule still warms up to the peak and anneals."""
+    from edgecnn.compress.train.loop import _scheduler
+
+    recipe = get_recipe("fast")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    scheduler = _scheduler(optimizer, recipe, total_steps)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(total_steps - 1):
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert max(rates) <= recipe.lr * (1 + 1e-9) and rates[-1] <= rates[0] and all(r > 0 for r in rates)

@@ -108,3 +108,37 @@ def test_unknown_model_or_device_fails_before_any_work(tmp_path):
         assert result.returncode == 2
         assert result.stderr.startswith(f"edgecnn: error: {message}") and "Traceback" not in result.stderr
         assert not (tmp_path / "runs").exists()
+
+
+def test_a_timm_model_and_a_users_factory_go_through_the_pipeline_into_one_report(tmp_path):
+    """Models from outside the zoo take every stage the zoo's do: trained, exported (ONNX fp32 + int8, each file
+    scored), bundled, benched and reported beside each other, named as the user named them."""
+    (tmp_path / "my_net.py").write_text(
+        "from torch import nn\n\n\ndef build(num_classes, in_chans=3):\n"
+        "    return nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n")
+    from edgecnn.data import write_synthetic_cifar
+
+    write_synthetic_cifar(tmp_path / "data", 10, train_size=300, test_size=100, seed=5)
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecnn", "pipeline", "--models", "timm:test_resnet,my_net.py:build",
+         "--dataset", "cifar10", "--epochs", "1", "--formats", "onnx", "--forms", "op-minimal",
+         "--calib-samples", "50", "--threads", "1", "--data-dir", "data", "--runs-dir", "runs",
+         "--exports-root", "artifacts", "--store", "bench.sqlite", "--out", "report", "--no-qat"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = ResultStore(tmp_path / "bench.sqlite").rows()
+    models = {r["model"] for r in rows}
+    assert models == {"timm:test_resnet", f"{tmp_path / 'my_net.py'}:build"}, models
+    for model in models:
+        files = sorted(r["format"] + "-" + r["precision"] for r in rows if r["model"] == model)
+        assert files == ["onnx-fp32", "onnx-int8", "pytorch-fp32"], (model, files)
+    from edgecnn.export.record import ExportRecord
+
+    exports = [ExportRecord.read(folder.parent) for folder in (tmp_path / "artifacts").glob("*/export.json")]
+    assert len(exports) == 2
+    for record in exports:
+        made = [a for a in record.artifacts if a.file]
+        assert len(made) == 2 and all(a.ok and a.accuracy is not None for a in made), made
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "timm:test_resnet" in page and "my_net" in page
