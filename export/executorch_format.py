@@ -64,10 +64,49 @@ def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibra
             "calibration_images": len(calibration)}
 
 
-def count_ops(path: str | Path) -> int:
-    """Operators the program runs outside delegates plus one per delegate call (a fully delegated file: 1)."""
+def _program(path: str | Path):
     from executorch.exir._serialize import _deserialize_pte_binary
 
     program = _deserialize_pte_binary(Path(path).read_bytes())
-    program = getattr(program, "program", program)
+    return getattr(program, "program", program)
+
+
+def delegate_datatypes(path: str | Path) -> set[str]:
+    """The tensor datatypes of the file's XNNPACK graphs (xnn_datatype_fp32, _qint8, _qcint8, _fp16, ...): what
+    the file computes in, read from the delegate's flatbuffer with the flatc and schema ExecuTorch ships."""
+    import re
+    import subprocess
+    import tempfile
+
+    from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+
+    schema = Path(xnnpack_graph_serialize.__file__).parent / "schema.fbs"  # (namespace packages have no __file__)
+    flatc = schema.parents[3] / "data" / "bin" / "flatc"
+    found: set[str] = set()
+    for blob in _program(path).backend_delegate_data:
+        data = bytes(blob.data)
+        header = XNNHeader.from_bytes(data[:XNNHeader.EXPECTED_LENGTH])
+        with tempfile.TemporaryDirectory() as folder:
+            graph = Path(folder) / "graph.bin"
+            graph.write_bytes(data[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size])
+            subprocess.run([str(flatc), "--json", "--strict-json", "--raw-binary", "-o", folder, str(schema), "--",
+                            str(graph)], check=True, capture_output=True, timeout=60)
+            found |= set(re.findall(r'"datatype": "(xnn_datatype_\w+)"', (Path(folder) / "graph.json").read_text()))
+    return found
+
+
+def precision(path: str | Path) -> str:
+    """int8 when an XNNPACK graph holds quantized int8 tensors or quantize ops run outside it, fp16 when its
+    tensors are half floats, fp32 otherwise."""
+    kinds = delegate_datatypes(path)
+    operators = {op.name for plan in _program(path).execution_plan for op in plan.operators}
+    if any("int8" in kind for kind in kinds) or any("quantize" in op for op in operators):
+        return "int8"
+    return "fp16" if "xnn_datatype_fp16" in kinds else "fp32"
+
+
+def count_ops(path: str | Path) -> int:
+    """Operators the program runs outside delegates plus one per delegate call (a fully delegated file: 1)."""
+    program = _program(path)
     return sum(len(plan.chains[0].instructions) for plan in program.execution_plan)

@@ -7,8 +7,9 @@ layout (NCHW, or channel-last), dtype and quantization; the class count from the
 how its pixels are normalized, comes from options (`mean`, `std`) or from the dataset's own statistics; without
 either, x = uint8 / 255 (mean 0, std 1), and the record says so. A file whose input is not an image batch
 (N, C, H, W or N, H, W, C with 1 or 3 channels) or whose output is not one row of logits per image is refused
-in one line. ncnn's `.param` records no input shape and ExecuTorch files come with their own program; neither is
-taken yet.
+in one line. ExecuTorch files (.pte) are taken like the others, their precision read from the XNNPACK graph
+inside. ncnn's model is a `.param`/`.bin` pair whose `.param` records no input shape; it is not taken (export
+one with `edgecnn export --formats ncnn`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn import __version__
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, describe_error
 from edgecnn.io import folder_lock, sha256_file
 from edgecnn.progress import Progress
 
@@ -28,7 +29,7 @@ from .pipeline import evaluate_file, gzip_size, score
 from .record import Artifact, ExportRecord
 from .runner import RunnerError, open_model
 
-SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
+SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch"}
 #: a foreign model's record names it by its first file: file:<name>
 PREFIX = "file:"
 
@@ -36,9 +37,8 @@ PREFIX = "file:"
 def describe_file(path: Path, layout: str | None = None) -> dict:
     """format, precision, layout, input (C, H, W), classes and the runtime's view of the tensors of one file."""
     if path.suffix not in SUFFIXES:
-        raise EdgecnnError(f"{path}: edgecnn takes .onnx and .tflite model files made elsewhere (not "
-                           f"{path.suffix or 'a file without a suffix'}); ncnn and ExecuTorch files only from "
-                           "'edgecnn export'")
+        raise EdgecnnError(f"{path}: edgecnn takes .onnx, .tflite and .pte model files made elsewhere (not "
+                           f"{path.suffix or 'a file without a suffix'}); ncnn files only from 'edgecnn export'")
     if not path.is_file():
         raise EdgecnnError(f"model file not found: {path}")
     try:
@@ -62,7 +62,15 @@ def describe_file(path: Path, layout: str | None = None) -> dict:
 
 
 def _precision(path: Path, io: dict) -> str:
-    """int8 when the file computes in integers: quantized tensors (TFLite) or quantize/integer operators (ONNX)."""
+    """int8 when the file computes in integers: quantized tensors (TFLite, ExecuTorch's XNNPACK graph) or
+    quantize/integer operators (ONNX)."""
+    if path.suffix == ".pte":
+        from . import executorch_format
+
+        try:
+            return executorch_format.precision(path)
+        except Exception as error:  # noqa: BLE001 - a .pte that loaded but whose delegate cannot be read
+            raise EdgecnnError(f"{path}: cannot read its XNNPACK graph: {describe_error(error)}") from None
     if path.suffix == ".onnx":
         import onnx
 

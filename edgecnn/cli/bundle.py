@@ -22,7 +22,7 @@ def bundle(
     device: Annotated[str | None, typer.Option("--device", help="Ship only the graph forms worth shipping to this device profile (measured by 'edgecnn bench' there, or on the emulated board of its CPU): <export>/bundle-<device>.")] = None,
     store_path: Annotated[str | None, typer.Option("--store", help="SQLite results file (default results/bench.sqlite).")] = None,
     data_dir: DataDirOpt = None,
-    file: Annotated[list[str] | None, typer.Option("--file", help="A model file made elsewhere (.onnx, .tflite); repeat for several. With --dataset, each file's accuracy on its test split.")] = None,
+    file: Annotated[list[str] | None, typer.Option("--file", help="A model file made elsewhere (.onnx, .tflite, .pte); repeat for several. With --dataset, each file's accuracy on its test split.")] = None,
     mean: MeanOpt = None,
     std: StdOpt = None,
     layout: LayoutOpt = None,

@@ -1,5 +1,5 @@
-"""Model files made outside edgecnn: plain `torch.onnx.export` and litert-torch files of a small CNN trained here on
-Fashion-MNIST go through `edgecnn bench` (accuracy on the whole test split through each file's runtime, latency and
+"""Model files made outside edgecnn: plain `torch.onnx.export`, litert-torch and ExecuTorch files of a small CNN trained
+here on Fashion-MNIST go through `edgecnn bench` (accuracy on the whole test split through each file's runtime, latency and
 memory in the same row) and `edgecnn bundle --file`, whose bundle then runs with only numpy and one runtime."""
 
 import json
@@ -52,6 +52,12 @@ def made_elsewhere(tmp_path_factory):
     torch.onnx.export(net, (example,), str(folder / "plain.onnx"), dynamo=False, input_names=["x"],
                       output_names=["y"])
     litert_torch.convert(net, (example,)).export(str(folder / "plain.tflite"))
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = to_edge_transform_and_lower(torch.export.export(net, (example,)), partitioner=[XnnpackPartitioner()])
+    (folder / "plain.pte").write_bytes(program.to_executorch().buffer)
+    torch.save(net.state_dict(), folder / "net.pt")
     return folder, accuracy
 
 
@@ -147,6 +153,37 @@ def test_an_int8_file_made_elsewhere_is_read_as_int8(made_elsewhere, tmp_path):
     assert row.precision == "int8" and abs(row.accuracy - torch_accuracy) < 0.03
 
 
+def test_executorch_files_made_elsewhere_are_scored_with_their_precision(made_elsewhere, tmp_path):
+    """A .pte from ExecuTorch's plain calls, fp32 and PT2E int8 (XNNPACKQuantizer): shape from the program, precision
+    from the XNNPACK graph inside, accuracy through ExecuTorch's runtime."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+    from executorch.exir import to_edge_transform_and_lower
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    folder, torch_accuracy = made_elsewhere
+    data = load_dataset("fashion-mnist")
+    assert describe_file(folder / "plain.pte")["precision"] == "fp32"
+    assert describe_file(folder / "plain.pte")["input"] == [1, 32, 32]
+
+    trained = small_cnn()
+    trained.load_state_dict(torch.load(folder / "net.pt", weights_only=True))
+    net = torch.export.export(trained.eval(), (torch.zeros(1, 1, 32, 32),)).module()
+    prepared = prepare_pt2e(net, XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
+    for i in range(32):
+        prepared(normalize(data.train.images[i:i + 1], data.mean, data.std))
+    quantized = torch.export.export(convert_pt2e(prepared), (torch.zeros(1, 1, 32, 32),))
+    lowered = to_edge_transform_and_lower(quantized, partitioner=[XnnpackPartitioner()]).to_executorch()
+    (tmp_path / "plain.int8.pte").write_bytes(lowered.buffer)
+
+    record = import_files([folder / "plain.pte", tmp_path / "plain.int8.pte"], tmp_path / "out",
+                          dataset="fashion-mnist")
+    fp32, int8 = record.files()
+    assert (fp32.format, fp32.precision, int8.precision) == ("executorch", "fp32", "int8")
+    assert abs(fp32.accuracy - torch_accuracy) <= 0.002 and abs(int8.accuracy - torch_accuracy) < 0.03
+
+
 class TwoInputs(nn.Module):
     def forward(self, x):
         return x.flatten(1)[:, :10].unsqueeze(1)  # (N, 1, 10): not one row of logits per image
@@ -169,7 +206,7 @@ def test_bad_files_and_options_are_one_line_from_the_cli(made_elsewhere, tmp_pat
     (tmp_path / "junk.onnx").write_bytes(b"\x00not a model" * 50)
     (tmp_path / "net.py").write_text("")
     cases = [(["bench", tmp_path / "junk.onnx"], "cannot be loaded by onnxruntime"),
-             (["bench", tmp_path / "net.py"], "takes .onnx and .tflite model files made elsewhere"),
+             (["bench", tmp_path / "net.py"], "takes .onnx, .tflite and .pte model files made elsewhere"),
              (["bench", tmp_path / "missing.tflite"], "model file not found"),
              (["bench", folder / "plain.onnx", "--mean", "0.1,0.2"], "--mean needs 1 value"),
              (["bench", folder / "plain.onnx", "--std", "x"], "--std wants a comma list of numbers"),

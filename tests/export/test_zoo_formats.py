@@ -5,11 +5,12 @@ stride and projection and one repeat): the same blocks at a quarter of the depth
 operator pattern and every pattern lives in a block. The full-depth graphs are converted where a trained run is
 exported (tests/export/test_reparam.py, tests/core/test_pipeline.py) and in every real export.
 
-ncnn, the format a Raspberry Pi user is most likely to pick, is checked on every variant (its conversion is seconds).
-ONNX, TFLite and ExecuTorch take 10-40 s per variant, so they are checked on one variant per block family: the
-fewest variants whose blocks together are every block the zoo has, chosen from the zoo itself, so a new block joins
-the set by itself. Every variant also passes strict torch.export, TFLite's first step (tests/compress/
-test_zoo_export.py), and ONNX's own exporter runs on every trained run the tests export.
+ncnn and ExecuTorch, the two runtimes added beside ONNX and TFLite, are checked on every variant (ncnn's
+conversion takes seconds, ExecuTorch's 5-30 s). ONNX and TFLite take 10-40 s per variant and have been exported
+from every trained run for longer, so they are checked on one variant per block family: the fewest variants whose
+blocks together are every block the zoo has, chosen from the zoo itself, so a new block joins the set by itself.
+Every variant also passes strict torch.export, TFLite's first step (tests/compress/test_zoo_export.py), and ONNX's
+own exporter runs on every trained run the tests export.
 
 Weights are random but BatchNorm statistics are set from data first, so activations have the scale of a trained
 network (with untouched running stats a 100-layer ResNet's logits reach 1e4 and an absolute bound means nothing).
@@ -18,8 +19,8 @@ The bound is max |logit difference| <= 1e-4. Where PyTorch's own float32 result 
 the float64 result of the same model (vgg19-exp8 here: 1.04e-4, its small-variance BatchNorms amplify rounding),
 two float32 implementations cannot be held to 1e-4 of each other, and the bound becomes twice that own error.
 
-int8: ncnn for every family (its conversion is seconds), layer by layer and end to end (see that test). ExecuTorch's
-int8 lowering takes minutes: it is checked on a trained model in test_executorch_format.py.
+int8: ncnn and ExecuTorch on one variant per block family; ncnn layer by layer and end to end, ExecuTorch end to end
+(see those tests). ExecuTorch int8 on a trained model: test_executorch_format.py.
 """
 
 from functools import cache
@@ -90,8 +91,18 @@ def test_ncnn_fp32_matches_pytorch(name, tmp_path, settled):
     assert np.abs(ncnn_model.predict(x.numpy()) - expected).max() <= bound
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_executorch_fp32_matches_pytorch(name, tmp_path, settled):
+    model = settled(name)
+    x = torch.randn(3, 1, 32, 32)
+    expected, bound = reference(model, x)
+    executorch_format.export_fp32(model, tmp_path / "m.pte", 1)
+    assert executorch_format.count_ops(tmp_path / "m.pte") == 1  # the whole graph in one XNNPACK delegate
+    assert np.abs(open_model(str(tmp_path / "m.pte"), threads=1).predict(x.numpy()) - expected).max() <= bound
+
+
 @pytest.mark.parametrize("name", one_per_block_family())
-def test_onnx_tflite_and_executorch_fp32_match_pytorch(name, tmp_path, settled):
+def test_onnx_and_tflite_fp32_match_pytorch(name, tmp_path, settled):
     model = settled(name)
     x = torch.randn(3, 1, 32, 32)
     expected, bound = reference(model, x)
@@ -104,8 +115,6 @@ def test_onnx_tflite_and_executorch_fp32_match_pytorch(name, tmp_path, settled):
 
     tflite_format.export_fp32(model, tmp_path / "m.tflite", 1)
     assert np.abs(open_model(str(tmp_path / "m.tflite"), threads=1).predict(x.numpy()) - expected).max() <= bound
-    executorch_format.export_fp32(model, tmp_path / "m.pte", 1)
-    assert np.abs(open_model(str(tmp_path / "m.pte"), threads=1).predict(x.numpy()) - expected).max() <= bound
 
 
 def centered_relative_error(got: np.ndarray, expected: np.ndarray) -> float:
@@ -146,3 +155,22 @@ def test_ncnn_int8_holds_layer_by_layer_and_end_to_end(name, tmp_path, settled):
     got = runtime.predict(x.numpy())
     assert np.array_equal(got, runtime.predict(x.numpy()))
     assert centered_relative_error(got, expected) <= 0.6, details
+
+
+@pytest.mark.parametrize("name", one_per_block_family())
+def test_executorch_int8_holds_end_to_end(name, tmp_path, settled):
+    """PT2E int8 (XNNPACKQuantizer, per-channel) lowered to XNNPACK: one delegate, the same answer twice, and logits
+    near the model's by the bound of the ncnn test above (a random net's near-tied logits make top-1 no measure)."""
+    from edgecnn.export.reparam import reparameterize
+
+    model, _ = reparameterize(settled(name), None, "fold")
+    details = executorch_format.export_int8(model, tmp_path / "m.int8.pte", 1, torch.randn(40, 1, 32, 32).numpy())
+    assert details["calibration_images"] == 40
+    assert executorch_format.count_ops(tmp_path / "m.int8.pte") == 1
+    x = torch.randn(50, 1, 32, 32)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    runtime = open_model(str(tmp_path / "m.int8.pte"), threads=1)
+    got = runtime.predict(x.numpy())
+    assert np.array_equal(got, runtime.predict(x.numpy()))
+    assert 0 < centered_relative_error(got, expected) <= 0.6
