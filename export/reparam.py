@@ -31,8 +31,9 @@ from torch import nn
 
 from edgecnn.compress.layers import ChannelShuffle, GhostModule
 from edgecnn.compress.layers.shuffle import ChannelLastShuffle
+from edgecnn.compress.fold import fold_batchnorms
 from edgecnn.compress.zoo.deploy import push_trunk_shifts
-from edgecnn.errors import EdgecnnError, describe_error
+from edgecnn.errors import EdgecnnError
 
 from .options import GHOST_REWRITES
 
@@ -83,56 +84,12 @@ def generic_rewrite(model: nn.Module, timm_hooks: bool = False) -> tuple[nn.Modu
 
         model = reparameterize_model(model, inplace=True).eval()
         counts["timm_reparameterized"] = True
-    _split_norm_act(model)
-    try:
-        traced = torch.fx.symbolic_trace(model)
-    except Exception as error:  # noqa: BLE001 - data-dependent Python control flow; the model still exports
-        counts["batchnorm_kept"] = f"not traceable by torch.fx: {describe_error(error, 160)}"
-        return model, counts
-    modules = dict(traced.named_modules())
-    for node in list(traced.graph.nodes):
-        source = node.args[0] if node.op == "call_module" and node.args else None
-        if not (isinstance(modules.get(node.target), nn.BatchNorm2d) and type(modules[node.target]) is nn.BatchNorm2d
-                and isinstance(source, torch.fx.Node) and source.op == "call_module"
-                and type(modules.get(source.target)) is nn.Conv2d and len(source.users) == 1
-                and modules[node.target].track_running_stats):
-            continue
-        _fold_into(modules[source.target], modules[node.target])
-        node.replace_all_uses_with(source)
-        traced.graph.erase_node(node)
-        counts["batchnorm_folded"] += 1
-    traced.graph.eliminate_dead_code()
-    traced.graph.lint()
-    traced.recompile()
-    traced.delete_all_unused_submodules()
-    return traced.eval(), counts
-
-
-def _split_norm_act(model: nn.Module) -> None:
-    """timm's BatchNormAct2d (a BatchNorm2d subclass with its activation inside) as BatchNorm2d -> drop -> act, the
-    same function in eval mode, so that the fold sees the plain BatchNorm."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.BatchNorm2d) and type(child) is not nn.BatchNorm2d \
-                    and isinstance(getattr(child, "act", None), nn.Module):
-                plain = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                       child.track_running_stats)
-                plain.load_state_dict({k: v for k, v in child.state_dict().items()
-                                       if k in plain.state_dict()}, strict=True)
-                setattr(parent, name, nn.Sequential(plain, getattr(child, "drop", nn.Identity()), child.act).eval())
-
-
-@torch.no_grad()
-def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    """A conv followed by `bn` (eval mode) as one conv, in place: torch's own fusion, computed in float64."""
-    from torch.nn.utils.fusion import fuse_conv_bn_weights
-
-    def double(tensor):
-        return None if tensor is None else tensor.double()
-
-    weight, bias = fuse_conv_bn_weights(conv.weight.double(), double(conv.bias), bn.running_mean.double(),
-                                        bn.running_var.double(), bn.eps, double(bn.weight), double(bn.bias))
-    conv.weight, conv.bias = nn.Parameter(weight.to(conv.weight.dtype)), nn.Parameter(bias.to(conv.weight.dtype))
+    model, folds = fold_batchnorms(model)
+    if isinstance(folds, str):
+        counts["batchnorm_kept"] = folds
+    else:
+        counts["batchnorm_folded"] = folds
+    return model, counts
 
 
 def channel_last(model: nn.Module) -> tuple[nn.Module, int]:

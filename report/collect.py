@@ -19,22 +19,16 @@ from pathlib import Path
 from edgecnn.bench.store import metric_of
 from edgecnn.io import sha256_file
 
-# MicroNet challenge (NeurIPS 2019) normalisation: WideResNet-28-10 on CIFAR-100, 36.5 M parameters and
-# 10.49 G math operations. A multiply-add is two operations; 8-bit parameters and 8-bit multiplies count a quarter,
-# the 32-bit accumulating additions count in full (the challenge's rules for quantized entries).
-MICRONET_PARAMS = 36.5e6
-MICRONET_OPS = 10.49e9
 PAPER_DATASETS = {"cifar10": 10, "cifar100": 100}
+#: the width of a file's parameters and multiplies, for its MicroNet score
+PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8": 8}
 
 
 def micronet_score(params: int | None, mflops: float | None, precision: str) -> float | None:
-    if params is None or mflops is None:
-        return None
-    macs = mflops * 1e6
-    quarter = precision == "int8"
-    effective_params = params * (0.25 if quarter else 1.0)
-    effective_ops = macs * ((0.25 if quarter else 1.0) + 1.0)
-    return effective_params / MICRONET_PARAMS + effective_ops / MICRONET_OPS
+    from edgecnn.compress.zoo.measure import micronet_score as score
+
+    bits = PRECISION_BITS.get(precision, 32)
+    return score(params, mflops, bits, bits)
 
 
 @dataclass

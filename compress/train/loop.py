@@ -168,6 +168,26 @@ def evaluate(model: nn.Module, split: Split, mean, std, *, batch_size: int = 500
     return loss_sum, correct, len(index)
 
 
+TOP_K = 5
+
+
+@torch.inference_mode()
+def test_scores(model: nn.Module, split: Split, mean, std, *, batch_size: int = 500) -> dict:
+    """{"top1", "top5", "images"} of `model` on `split` (top-5: the label among the five highest logits; with
+    fewer than five classes, among all of them)."""
+    was_training = model.training
+    model.eval()
+    top1 = top5 = 0
+    for start in range(0, len(split), batch_size):
+        logits = model(normalize(split.images[start:start + batch_size], mean, std)).float()
+        y = split.labels[start:start + batch_size]
+        best = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
+        top1 += int((best[:, 0] == y).sum())
+        top5 += int((best == y[:, None]).any(1).sum())
+    model.train(was_training)
+    return {"top1": top1 / max(len(split), 1), "top5": top5 / max(len(split), 1), "images": len(split)}
+
+
 def _run_name(config: TrainConfig) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     if config.name:

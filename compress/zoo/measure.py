@@ -52,6 +52,25 @@ def state_dict_mib(model: nn.Module) -> float:
     return buffer.tell() / 2**20
 
 
+# MicroNet challenge (NeurIPS 2019) normalisation: WideResNet-28-10 on CIFAR-100, 36.5 M parameters and
+# 10.49 G math operations. A multiply-add is two operations; a parameter or a multiply of b bits counts b/32 (the
+# larger operand's width), the accumulating additions count in full (the challenge's rules for quantized entries).
+MICRONET_PARAMS = 36.5e6
+MICRONET_OPS = 10.49e9
+
+
+def micronet_score(params: int | None, mflops: float | None, weight_bits: int = 32,
+                   activation_bits: int = 32) -> float | None:
+    """The MicroNet score of a model with `params` parameters and `mflops` multiply-adds (millions) at these
+    widths: parameters / 36.5 M + operations / 10.49 G."""
+    if params is None or mflops is None:
+        return None
+    macs = mflops * 1e6
+    effective_params = params * weight_bits / 32
+    effective_ops = macs * (max(weight_bits, activation_bits) / 32 + 1.0)
+    return effective_params / MICRONET_PARAMS + effective_ops / MICRONET_OPS
+
+
 def settle_batchnorm(model: nn.Module, batches) -> nn.Module:
     """Give an untrained model the BatchNorm statistics of real inputs (cumulative average over `batches`), then
     eval mode. Export and latency checks need activations of a trained network's scale; with the initial running

@@ -137,6 +137,71 @@ def depth_cmd(
     out.print(f"removed: {', '.join(removed)}", highlight=False)
 
 
+@app.command("bits")
+def bits_cmd(
+    model: ModelOpt = None, dataset: DatasetOpt = None, run: RunOpt = None, checkpoint: CheckpointOpt = None,
+    bits: Annotated[str, typer.Option(help="Comma list of bit widths (2 to 16).")] = "16,12,10,8,6,5,4,3,2",
+    targets: Annotated[str, typer.Option(help="Comma list: weights, activations, both.")] = "weights,activations,both",
+    quantizer: Annotated[str, typer.Option(help="linear (evenly spaced levels) or log (levels in the log domain).")] = "linear",
+    range_: Annotated[str, typer.Option("--range", help="minmax, or percentile (0.01th to 99.99th).")] = "minmax",
+    granularity: Annotated[str, typer.Option(help="Weights: per-channel or per-tensor.")] = "per-channel",
+    fold: Annotated[bool, typer.Option("--fold/--no-fold", help="Fold BatchNorm into the convs first, as a deployed file.")] = True,
+    calib_images: Annotated[int, typer.Option(min=1, help="Training images that set the activation ranges.")] = 512,
+    test_images: Annotated[int | None, typer.Option(min=1, help="Score on the first N test images (default: all).")] = None,
+    threads: ThreadsOpt = None, data_dir: DataDirOpt = None, runs_dir: RunsDirOpt = None, name: NameOpt = None,
+) -> None:
+    """Simulated fixed-point quantization: top-1/top-5 on the test split with the weights, the activations, or
+    both at each bit width (the ResNet-18/VGG-16 study's table), with each setting's MicroNet score. Information
+    for choosing a width: no file is written that a runtime runs."""
+    from edgecnn.compress.methods.bits import bit_sweep, check_settings
+    from edgecnn.errors import EdgecnnError
+
+    from .options import int_list
+
+    _threads(threads)
+    widths = int_list(bits, "--bits")
+    chosen = [t.strip() for t in targets.split(",") if t.strip()]
+    check_settings(widths, chosen, quantizer, range_, granularity)  # before the model and data load
+    parent = _parent(checkpoint, run, model, dataset, runs_dir, data_dir)
+    if test_images is not None and test_images > len(parent.data.test):
+        raise EdgecnnError(f"--test-images {test_images}: the test split has {len(parent.data.test)} images")
+    result, rows = bit_sweep(parent, bits=widths, targets=chosen, quantizer=quantizer, range_kind=range_,
+                             granularity=granularity, fold=fold, calib_images=calib_images, test_images=test_images,
+                             runs_dir=runs_dir, name=name, on_row=_print_bits)
+    out.print(bits_table(rows, f"{parent.payload['model']}: simulated {quantizer} quantization ({result.path})"))
+    loses = result.loses_1pp_at
+    out.print("more than 1 point lost at: " + ", ".join(f"{t} {f'{b} bits' if b else 'no width measured'}"
+                                                      for t, b in loses.items()), highlight=False)
+
+
+def _print_bits(row: dict) -> None:
+    from .console import err
+
+    err.print(f"{row['target']} {row['bits']} bits: top-1 {_pct(row['top1'])} %, top-5 {_pct(row['top5'])} %",
+              highlight=False)
+
+
+def bits_table(rows: list[dict], title: str) -> Table:
+    """bits x target: top-1 / top-5 %, the rows of the study's table."""
+    reference = rows[0]
+    targets = [t for t in ("weights", "activations", "both") if any(r["target"] == t for r in rows)]
+    table = Table(title=title)
+    table.add_column("bits", justify="right")
+    for target in targets:
+        table.add_column(f"{target} top-1 / top-5 %", justify="right")
+        table.add_column(f"{target} MicroNet", justify="right")
+    table.add_row("32 (float)", *[cell for _ in targets for cell in
+                                  (f"{_pct(reference['top1'])} / {_pct(reference['top5'])}",
+                                   f"{reference['micronet']:.5f}")])
+    for width in sorted({r["bits"] for r in rows[1:]}, reverse=True):
+        cells = []
+        for target in targets:
+            row = next((r for r in rows if r["target"] == target and r["bits"] == width), None)
+            cells += [f"{_pct(row['top1'])} / {_pct(row['top5'])}", f"{row['micronet']:.5f}"] if row else ["-", "-"]
+        table.add_row(str(width), *cells)
+    return table
+
+
 def _print_structured(row: dict) -> None:
     from .console import err
 

@@ -38,15 +38,15 @@ TfliteLayoutOpt = Annotated[str, typer.Option("--tflite-layout", help="Input lay
                                               "it off the file.")]
 
 
-def int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str, option: str = "--threads") -> tuple[int, ...]:
     from edgecnn.errors import EdgecnnError
 
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise EdgecnnError(f"--threads wants a comma list of positive integers, not {text!r}") from None
+        raise EdgecnnError(f"{option} wants a comma list of positive integers, not {text!r}") from None
     if not values or min(values) < 1:
-        raise EdgecnnError(f"--threads wants a comma list of positive integers, not {text!r}")
+        raise EdgecnnError(f"{option} wants a comma list of positive integers, not {text!r}")
     return values
 
 
