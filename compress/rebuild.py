@@ -187,7 +187,12 @@ def resolve_checkpoint(*, checkpoint: str | None = None, run: str | None = None,
     if run:
         if not (Path(run) / "config.json").is_file():
             raise EdgecnnError(f"{run} is not a run directory (no config.json)")
-        return Run(Path(run)).checkpoint(which)
+        found = Run(Path(run))
+        lineage = found.config.get("lineage") or {}
+        if lineage.get("method") == "bits":
+            raise EdgecnnError(f"{run} is a simulated bit-width sweep (edgecnn compress bits), not a model; use its "
+                               f"parent run {lineage.get('parent')}")
+        return found.checkpoint(which)
     if model:
         return find_run(model, dataset, root).checkpoint(which)
     raise EdgecnnError("say which model: --checkpoint PATH, --run DIR, or --model NAME --dataset NAME")

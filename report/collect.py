@@ -36,12 +36,13 @@ class ReportData:
     accuracy: list[dict] = field(default_factory=list)  # one row per finished run
     deployment: list[dict] = field(default_factory=list)  # newest measurement per device x bundle x file x threads
     pruning: list[dict] = field(default_factory=list)  # {"run", "kind", "rows"} per pruned run
+    bits: list[dict] = field(default_factory=list)  # {"run", "model", "settings", "rows", "loses_1pp_at"} per sweep
     recommendations: list[dict] = field(default_factory=list)
     max_drop: float = 1.0
     sources: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "deployment": self.deployment, "pruning": self.pruning,
+        return {"accuracy": self.accuracy, "deployment": self.deployment, "pruning": self.pruning, "bits": self.bits,
                 "recommendations": self.recommendations, "max_drop_pp": self.max_drop, "sources": self.sources}
 
 
@@ -124,6 +125,13 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
         row = _accuracy_row(path, config, result)
         by_dir[str(path.resolve())] = row
         if not wanted(row["model"], row["dataset"]):
+            continue
+        if row["method"] == "bits":  # a simulated sweep (compress/methods/bits.py): curves, not a model's row
+            rows = _json(path / "bits.json")
+            if isinstance(rows, list) and rows:
+                report.bits.append({"run": path.name, "model": row["model"], "rows": rows,
+                                    "settings": (config.get("lineage") or {}).get("settings", {}),
+                                    "loses_1pp_at": result.get("loses_1pp_at", {})})
             continue
         report.accuracy.append(row)
         for kind, filename in PRUNING_LOGS.items():

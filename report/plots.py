@@ -122,8 +122,36 @@ def pruning_curves(data: ReportData) -> bytes | None:
     return _png(figure)
 
 
+def bit_width_curves(data: ReportData) -> bytes | None:
+    """Top-1 against bit width per sweep, one line per target (weights, activations, both), the float model as a
+    dashed line: where each starts to cost accuracy. Simulated settings, not files."""
+    if not data.bits:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(data.bits), figsize=(6.2 * len(data.bits), 4.4), squeeze=False)
+    markers = {"weights": "o-", "activations": "s-", "both": "^-"}
+    for axis, sweep in zip(axes[0], data.bits):
+        reference = next(r for r in sweep["rows"] if r["target"] == "none")
+        widths = sorted({r["bits"] for r in sweep["rows"] if r["target"] != "none"})
+        for target, style in markers.items():
+            points = sorted((r["bits"], 100 * r["top1"]) for r in sweep["rows"] if r["target"] == target)
+            if points:
+                axis.plot(*zip(*points), style, label=f"{target} quantized")
+        axis.axhline(100 * reference["top1"], color="grey", linestyle="--", linewidth=1, label="float (32 bits)")
+        axis.set_xticks(widths)
+        axis.set_xlabel("bit width")
+        axis.set_ylabel("test top-1 (%)")
+        settings = sweep["settings"]
+        axis.set_title(f"{sweep['model']}: {settings.get('quantizer', '')} {settings.get('range', '')}, "
+                       f"{settings.get('granularity', '')} (simulated)", fontsize=9)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    return _png(figure)
+
+
 PLOTS = {  # file name: (title, function)
     "accuracy_vs_latency.png": ("Accuracy vs latency per device", accuracy_vs_latency),
     "accuracy_vs_params.png": ("Accuracy vs parameters", accuracy_vs_params),
     "pruning.png": ("Pruning curves", pruning_curves),
+    "bit_widths.png": ("Accuracy versus bit width (simulated fixed-point quantization)", bit_width_curves),
 }

@@ -77,6 +77,26 @@ def arm_cost_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
     return columns, rows
 
 
+def bits_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    """One row per sweep and bit width: top-1 / top-5 with weights, activations or both quantized."""
+    columns = ["sweep", "bits", "weights top-1 / top-5", "activations top-1 / top-5", "both top-1 / top-5",
+               "both MicroNet"]
+    rows = []
+    for sweep in data.bits:
+        by = {(r["target"], r["bits"]): r for r in sweep["rows"]}
+        reference = by.get(("none", 32), {})
+        pair = f"{_pct(reference.get('top1'))} / {_pct(reference.get('top5'))}"
+        rows.append([sweep["run"], "32 (float)", pair, pair, pair, _num(reference.get("micronet"), ".5f")])
+        for width in sorted({b for t, b in by if t != "none"}, reverse=True):
+            cells = [f"{_pct(by[(t, width)]['top1'])} / {_pct(by[(t, width)]['top5'])}" if (t, width) in by else "-"
+                     for t in ("weights", "activations", "both")]
+            rows.append(["", str(width), *cells, _num(by.get(("both", width), {}).get("micronet"), ".5f")])
+        loses = ", ".join(f"{t} at {b} bits" if b else f"{t} at no width measured"
+                          for t, b in sweep.get("loses_1pp_at", {}).items())
+        rows.append(["", "loses > 1 pt", loses, "", "", ""])
+    return columns, rows
+
+
 def recommendation_lines(picks: list[dict]) -> list[str]:
     lines = []
     for pick in picks:
@@ -132,6 +152,8 @@ def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str,
           *[f"- {line}" for line in recommendations], "", "## Deployment\n", _md_table(*deployment), NOTES + "\n",
           "## Cost on the Raspberry Pi CPUs (emulated: aarch64 instructions per inference, one thread)\n",
           _md_table(*arm), "## Accuracy\n", _md_table(*accuracy)]
+    if data.bits:
+        md += ["## Bit widths (simulated fixed-point quantization: information, not files)\n", _md_table(*bits_table(data))]
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
             f"<p class='note'>edgecnn {__version__}, {stamp}.</p>",
@@ -140,6 +162,9 @@ def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str,
             "<h2>Deployment</h2>", _html_table(*deployment, "deployment"), f"<p class='note'>{html.escape(NOTES)}</p>",
             "<h2>Cost on the Raspberry Pi CPUs (emulated: aarch64 instructions per inference, one thread)</h2>",
             _html_table(*arm, "arm-cost"), "<h2>Accuracy</h2>", _html_table(*accuracy, "accuracy")]
+    if data.bits:
+        page += ["<h2>Bit widths (simulated fixed-point quantization: information, not files)</h2>",
+                 _html_table(*bits_table(data), "bits")]
     for name, (caption, _) in PLOTS.items():
         if name in images:
             md.append(f"## {caption}\n\n![{caption}]({name})\n")

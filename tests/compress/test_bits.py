@@ -117,6 +117,11 @@ def test_the_sweep_from_the_cli_records_top1_and_top5_per_setting(trained_run, t
     config = json.loads((tmp_path / "sweep" / "config.json").read_text())
     assert finished["status"] == "finished" and finished["simulated"] and config["lineage"]["method"] == "bits"
     assert not list((tmp_path / "sweep").glob("*.pt"))  # a simulated setting is not a model file
+    export = subprocess.run([sys.executable, "-m", "edgecnn", "export", "--run", str(tmp_path / "sweep")],
+                            capture_output=True, text=True, timeout=120)
+    assert export.returncode != 0 and export.stderr.strip().splitlines() == [
+        f"edgecnn: error: {tmp_path / 'sweep'} is a simulated bit-width sweep (edgecnn compress bits), not a model; "
+        f"use its parent run {run.path}"]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -138,3 +138,23 @@ def test_paper_rows_apply_only_to_trained_three_channel_cifar_runs():
     assert not paper_comparable({**cifar, "data": {"in_chans": 1, "num_classes": 10}})  # grey input: other counts
     assert not paper_comparable({**cifar, "lineage": {"method": "structured"}})  # a pruned run is not the paper's
     assert not paper_comparable({**cifar, "dataset": "fashion-mnist"})
+
+
+def test_a_bit_width_sweep_is_drawn_as_curves_and_kept_out_of_the_accuracy_table(trained_run, tmp_path):
+    from edgecnn.compress.methods.bits import bit_sweep
+    from edgecnn.compress.methods.lineage import load_parent
+
+    run, data_dir = trained_run
+    sweep, rows = bit_sweep(load_parent(run.checkpoint(), data_dir), bits=(8, 2), targets=("weights", "both"),
+                            calib_images=32, test_images=50, runs_dir=tmp_path / "runs", name="sweep")
+    data = collect(runs_dir=tmp_path / "runs", artifacts_dir=tmp_path / "artifacts", store=None)
+    assert data.accuracy == [] and [b["run"] for b in data.bits] == ["sweep"]
+    assert data.bits[0]["rows"] == rows and data.bits[0]["settings"]["simulated"]
+    files = write_report(data, tmp_path / "report")
+    image = np.asarray(Image.open(files["bit_widths.png"]).convert("L"))
+    assert image.shape[1] > 300 and (image < 128).mean() > 0.01
+    markdown = files["report.md"].read_text()
+    assert "## Bit widths (simulated fixed-point quantization: information, not files)" in markdown
+    both_8 = next(r for r in rows if r["target"] == "both" and r["bits"] == 8)
+    assert f"{100 * both_8['top1']:.2f} / {100 * both_8['top5']:.2f}" in markdown
+    assert json.loads(files["report.json"].read_text())["bits"][0]["run"] == "sweep"
