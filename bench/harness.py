@@ -178,7 +178,7 @@ def _bench_device(profile, folder, manifest, plan, store, session, outcome, tick
             continue
         finished += 1
         measured = {"format": artifact["format"], "precision": artifact["precision"], "accuracy": scored["accuracy"],
-                    "sample_images": scored["images"], "predictions": scored["predictions"],
+                    "top5": scored.get("top5"), "sample_images": scored["images"], "predictions": scored["predictions"],
                     "form": artifact.get("form")}
         counted = None
         if counts_on(profile, plan):
@@ -267,7 +267,7 @@ def _reference(plan: BenchPlan, folder: Path, threads: int, base: dict, store: R
     result = execute(argv, timeout=plan.timeout, what="pytorch reference")
     measured = result.json_result("pytorch reference")
     return store.add(_row(base, measured, format="pytorch", precision="fp32", accuracy=measured["accuracy"],
-                          sample_images=measured["images"], predictions=measured["predictions"]))
+                          top5=measured.get("top5"), sample_images=measured["images"], predictions=measured["predictions"]))
 
 
 def _row(base: dict, timing: dict, **extra) -> dict:

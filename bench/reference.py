@@ -44,13 +44,15 @@ def measure(checkpoint: str, bundle: str, threads: int, runs: int, warmup: int, 
         images = np.load(os.path.join(bundle, manifest["sample"]["images"]), allow_pickle=False)[:limit]
         labels = np.load(os.path.join(bundle, manifest["sample"]["labels"]), allow_pickle=False)[:limit]
         mean, std = manifest["input"]["mean"], manifest["input"]["std"]
-        top1 = np.concatenate([model(torch.from_numpy(runner.preprocess(images[i:i + 256], mean, std))).argmax(1)
-                               .numpy() for i in range(0, len(images), 256)])
+        ranked = np.concatenate([runner.top_k(model(torch.from_numpy(runner.preprocess(images[i:i + 256], mean, std)))
+                                              .numpy()) for i in range(0, len(images), 256)])
+        top1 = ranked[:, 0]
     return {"file": "pytorch-eager", "runtime": f"torch {torch.__version__}", "threads": threads, "batch": 1,
             "warmup": warmup, "load_ms": round(load_ms, 2), "first_ms": round(first_ms, 3),
             **runner.latency_stats(times), "peak_rss_mib": runner.peak_rss_mib(), "rss_after_import_mib": rss_before,
             "versions": {"torch": torch.__version__, "numpy": np.__version__}, "machine": runner.machine_info(),
-            "accuracy": float((top1 == labels).mean()), "images": int(len(labels)), "predictions": top1.tolist()}
+            "accuracy": float((top1 == labels).mean()), "top5": float((ranked == labels[:, None]).any(1).mean()),
+            "images": int(len(labels)), "predictions": top1.tolist()}
 
 
 def main(argv=None) -> int:

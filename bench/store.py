@@ -30,7 +30,7 @@ COLUMNS = {  # name: SQL type; JSON-valued columns are stored as text
     "precision": "TEXT", "runtime": "TEXT", "threads": "INTEGER", "batch": "INTEGER", "runs": "INTEGER",
     "warmup": "INTEGER", "load_ms": "REAL", "first_ms": "REAL", "p50_ms": "REAL", "p90_ms": "REAL",
     "p99_ms": "REAL", "mean_ms": "REAL", "std_ms": "REAL", "min_ms": "REAL", "max_ms": "REAL",
-    "peak_rss_mib": "REAL", "accuracy": "REAL", "sample_images": "INTEGER", "host_agreement": "REAL",
+    "peak_rss_mib": "REAL", "accuracy": "REAL", "top5": "REAL", "sample_images": "INTEGER", "host_agreement": "REAL",
     "predictions": "TEXT", "versions": "TEXT", "machine": "TEXT",
     # a file that could not be measured is a row too: status "failed" and the reason
     "status": "TEXT", "error": "TEXT", "row_id": "TEXT",

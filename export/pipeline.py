@@ -142,9 +142,13 @@ def torch_logits(model: torch.nn.Module, images: torch.Tensor, mean, std, tick=N
 
 
 def score(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | None) -> dict:
-    top1 = logits.argmax(1)
+    from .runner import top_k
+
+    ranked = top_k(logits)
+    top1 = ranked[:, 0]
     top2 = np.sort(logits, axis=1)[:, -2:]
-    result = {"accuracy": float((top1 == labels).mean()), "top1_ties": int((top2[:, 0] == top2[:, 1]).sum())}
+    result = {"accuracy": float((top1 == labels).mean()), "top5": float((ranked == labels[:, None]).any(1).mean()),
+              "top1_ties": int((top2[:, 0] == top2[:, 1]).sum())}
     if reference is not None:
         error = np.abs(logits - reference)
         result.update(agreement=float((top1 == reference.argmax(1)).mean()), logit_mae=float(error.mean()),

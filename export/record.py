@@ -34,6 +34,7 @@ class Artifact:
     sha256: str | None = None
     export_seconds: float | None = None
     accuracy: float | None = None
+    top5: float | None = None  # the label among the five highest logits
     agreement: float | None = None  # top-1 agreement with the PyTorch fp32 model
     logit_mae: float | None = None  # mean |logit - PyTorch logit|
     logit_max_err: float | None = None

@@ -413,6 +413,11 @@ def open_model(path: str, threads: int | None = None, layout: str | None = None)
     return BACKENDS[suffix](str(path), threads, layout)
 
 
+def top_k(logits: np.ndarray, k: int = 5) -> np.ndarray:
+    """The indices of each row's k highest logits, highest first (all of them when there are fewer classes)."""
+    return np.argsort(-logits, axis=1, kind="stable")[:, :min(k, logits.shape[1])]
+
+
 def predict_batches(model: Backend, images: np.ndarray, mean, std, batch_size: int = 256):
     """Yield (start, logits) over uint8 NCHW images, preprocessing one batch at a time to bound memory."""
     for start in range(0, len(images), batch_size):
@@ -792,11 +797,13 @@ def main(argv=None) -> int:
                         print(f"runner: skipped {artifact['file']}: {reason}", file=sys.stderr)
                     continue
                 model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads, artifact.get("layout"))
-                top1 = np.concatenate([logits.argmax(1) for _, logits in predict_batches(
+                ranked = np.concatenate([top_k(logits) for _, logits in predict_batches(
                     model, images, manifest["input"]["mean"], manifest["input"]["std"])])
+                top1, top5 = ranked[:, 0], (ranked == labels[:, None]).any(1)
                 labelled = labels >= 0  # a bundle without a dataset has random images labelled -1
                 results.append({"file": artifact["file"], "images": int(len(labels)),
                                 "accuracy": float((top1 == labels)[labelled].mean()) if labelled.any() else None,
+                                "top5": float(top5[labelled].mean()) if labelled.any() else None,
                                 "predictions": top1.tolist()})
             print(json.dumps({"machine": machine_info(), "versions": runtime_versions(), "results": results,
                               "skipped": skipped}))

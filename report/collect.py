@@ -81,7 +81,7 @@ def _accuracy_row(path: Path, config: dict, result: dict) -> dict:
             "method": lineage.get("method", "trained"), "parent": Path(lineage["parent"]).name if lineage else None,
             "epochs": result.get("epochs"), "params": params, "mflops": result.get("mflops"),
             "size_mib": None if params is None else params * 4 / 2**20,
-            "test_acc": result.get("test_acc"), "created": config.get("created"),
+            "test_acc": result.get("test_acc"), "test_top5": result.get("test_top5"), "created": config.get("created"),
             "paper_params": paper.params if paper else None, "paper_mflops": paper.mflops if paper else None,
             "paper_top1": paper.top1 / 100 if paper and paper.top1 is not None else None}
 
@@ -154,8 +154,8 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
             "device": row["device"], "arch": row["arch"], "artifact": bundle.get("export", row["bundle"]),
             "model": row["model"], "dataset": row["dataset"], "file": row["file"] or "pytorch eager",
             "format": row["format"], "precision": precision, "runtime": row["runtime"], "threads": row["threads"],
-            "bytes": exported.get("bytes"), "test_acc": exported.get("accuracy"),
-            "device_acc": row["accuracy"], "sample_images": row["sample_images"],
+            "bytes": exported.get("bytes"), "test_acc": exported.get("accuracy"), "test_top5": exported.get("top5"),
+            "device_acc": row["accuracy"], "device_top5": row.get("top5"), "sample_images": row["sample_images"],
             "host_agreement": row["host_agreement"], "p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"],
             "p99_ms": row["p99_ms"], "peak_rss_mib": row["peak_rss_mib"], "runs": row["runs"],
             "judge": row.get("judge") or "timing", "target": row.get("target"), "form": exported.get("form"),

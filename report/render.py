@@ -31,10 +31,11 @@ def _num(value, spec: str) -> str:
 def accuracy_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
     """The paper's table shape: params, FLOPs, size and accuracy per variant, the published values beside ours
     where the dataset is the paper's (CIFAR-10/100, 3 channels, not a derived run)."""
-    columns = ["run", "model", "dataset", "method", "params", "MFLOPs", "size MiB", "test acc %",
+    columns = ["run", "model", "dataset", "method", "params", "MFLOPs", "size MiB", "test acc %", "test top-5 %",
                "paper params", "paper MFLOPs", "paper top-1 %"]
     rows = [[r["run"], r["model"], r["dataset"], r["method"] + (f" of {r['parent']}" if r["parent"] else ""),
              _num(r["params"], ","), _num(r["mflops"], ".2f"), _num(r["size_mib"], ".2f"), _pct(r["test_acc"]),
+             _pct(r.get("test_top5")),
              _num(r["paper_params"], ","), _num(r["paper_mflops"], ".2f"), _pct(r["paper_top1"])]
             for r in data.accuracy]
     return columns, rows
@@ -42,13 +43,13 @@ def accuracy_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
 
 def deployment_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
     columns = ["device", "artifact", "file", "form", "threads", "file MMACs", "ops", "size KiB", "test acc %",
-               "device acc %", "p50 ms", "p99 ms", "M instr", "peak MiB", "MicroNet score", "Pareto"]
+               "test top-5 %", "device acc %", "p50 ms", "p99 ms", "M instr", "peak MiB", "MicroNet score", "Pareto"]
     front = {id(r) for device in {r["device"] for r in data.deployment}
              for r in pareto_front([x for x in data.deployment if x["device"] == device and x["format"] != "pytorch"])}
     rows = [[r["device"], r["artifact"], r["file"], r.get("form") or "–", str(r["threads"]),
              _num(r.get("file_mmacs") if r["format"] != "pytorch" else r.get("model_mmacs"), ".2f"),
              _num(r.get("file_ops"), "d"), _num(r["bytes"] and r["bytes"] / 1024, ",.1f"),
-             _pct(r["test_acc"]), _pct(r["device_acc"]),
+             _pct(r["test_acc"]), _pct(r.get("test_top5")), _pct(r["device_acc"]),
              _num(r["p50_ms"], ".3f") if r["p50_ms"] is not None else
              (f"{r['emulated_ms']:.0f} (emulated)" if r.get("emulated_ms") else "–"),
              _num(r["p99_ms"], ".3f"), _num(r.get("instructions") and r["instructions"] / 1e6, ".2f"),

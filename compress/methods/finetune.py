@@ -93,7 +93,7 @@ def finetune(model: nn.Module, data: Dataset, config: FinetuneConfig, *, loss_fn
             seen += len(index)
             reporter.batch(epoch, step, loss_sum / seen, correct / seen, seen / (time.perf_counter() - started))
         seconds = time.perf_counter() - started
-        val_loss, val_correct, val_n = evaluate(model, data.val, data.mean, data.std)
+        val_loss, val_correct, val_n, _ = evaluate(model, data.val, data.mean, data.std)
         train_loss = loss_sum / seen
         if config.schedule == "plateau":
             scheduler.step(train_loss)

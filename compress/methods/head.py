@@ -88,7 +88,7 @@ def fit_clean_head(model: nn.Module, data: Dataset, *, weight_decay: float = 1e-
     # the faithful head clips before pooling, so its accuracy comes from the network itself
     from edgecnn.compress.train.loop import evaluate
 
-    _, correct, count = evaluate(model, data.val, data.mean, data.std)
+    _, correct, count, _ = evaluate(model, data.val, data.mean, data.std)
     faithful_val, removed = correct / count, type(block[index]).__name__
 
     weight, bias = _head_as_linear(conv, bn)

@@ -51,7 +51,7 @@ def load_parent(checkpoint: str | Path, data_dir: str | None = None) -> Parent:
 def step_row(model: nn.Module, parent: Parent, step: int, records: list[dict]) -> dict:
     """One row of a pruning table: size, FLOPs and test accuracy after `step`, with that step's fine-tune records."""
     data = parent.data
-    _, correct, count = evaluate(model, data.test, data.mean, data.std)
+    _, correct, count, _ = evaluate(model, data.test, data.mean, data.std)
     return {"step": step, "params": count_params(model), "mflops": count_mflops(model, parent.payload["in_chans"]),
             "test_acc": correct / count, "val_acc": max((r["val_acc"] for r in records), default=None),
             "epochs": len(records), "seconds": sum(r["seconds"] for r in records)}
@@ -62,7 +62,7 @@ def val_subset_score(data: Dataset, images: int) -> Callable[[nn.Module], float]
     subset = Split(data.val.images[:images], data.val.labels[:images])
 
     def score(net: nn.Module) -> float:
-        _, correct, count = evaluate(net, subset, data.mean, data.std)
+        _, correct, count, _ = evaluate(net, subset, data.mean, data.std)
         return correct / count
 
     return score
@@ -116,8 +116,9 @@ class DerivedRun:
     def finish(self, model: nn.Module, **extra) -> dict:
         """Test accuracy over every test image; result.json marks the run finished."""
         data = self.parent.data
-        loss, correct, count = evaluate(model, data.test, data.mean, data.std)
-        result = {"status": "finished", "test_acc": correct / count, "test_loss": loss / count,
+        loss, correct, count, correct5 = evaluate(model, data.test, data.mean, data.std)
+        result = {"status": "finished", "test_acc": correct / count, "test_top5": correct5 / count,
+                  "test_loss": loss / count,
                   "params": count_params(model), "mflops": count_mflops(model, self.parent.payload["in_chans"]),
                   "test_images": count, "method": self.method, "parent_test_acc": self.lineage["parent_test_acc"],
                   **extra}

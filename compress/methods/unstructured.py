@@ -79,7 +79,7 @@ def iterative_prune(parent, *, steps: int = 10, amount: float = 0.2, finetune_co
     _, conv_total = conv_weight_counts(model)
 
     def test_acc() -> float:
-        _, correct, count = evaluate(model, data.test, data.mean, data.std)
+        _, correct, count, _ = evaluate(model, data.test, data.mean, data.std)
         return correct / count
 
     rows = [{"step": 0, "sparsity": 0.0, "nonzero": count_params(model), "test_acc": test_acc(), "val_acc": None,

@@ -147,15 +147,19 @@ def _scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: in
     raise EdgecnnError(f"unknown schedule {recipe.schedule!r}")
 
 
+TOP_K = 5
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, split: Split, mean, std, *, batch_size: int = 500, device: torch.device | None = None,
              shard: tuple[int, int] = (0, 1), channels_last: bool = False) -> tuple[float, int, int]:
-    """(summed cross-entropy, correct, count) over this process's contiguous shard of `split`."""
+    """(summed cross-entropy, top-1 correct, count, top-5 correct) over this process's contiguous shard of `split`
+    (top-5: the label among the five highest logits; with fewer than five classes, among all of them)."""
     device = device or torch.device("cpu")
     was_training = model.training
     model.eval()
     index = torch.arange(len(split)).tensor_split(shard[1])[shard[0]]
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, correct5 = 0.0, 0, 0
     for chunk in index.split(batch_size):
         x = normalize(split.images[chunk].to(device), mean, std)
         if channels_last:
@@ -163,29 +167,17 @@ def evaluate(model: nn.Module, split: Split, mean, std, *, batch_size: int = 500
         y = split.labels[chunk].to(device)
         logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += int((logits.argmax(1) == y).sum())
-    model.train(was_training)
-    return loss_sum, correct, len(index)
-
-
-TOP_K = 5
-
-
-@torch.inference_mode()
-def test_scores(model: nn.Module, split: Split, mean, std, *, batch_size: int = 500) -> dict:
-    """{"top1", "top5", "images"} of `model` on `split` (top-5: the label among the five highest logits; with
-    fewer than five classes, among all of them)."""
-    was_training = model.training
-    model.eval()
-    top1 = top5 = 0
-    for start in range(0, len(split), batch_size):
-        logits = model(normalize(split.images[start:start + batch_size], mean, std)).float()
-        y = split.labels[start:start + batch_size]
         best = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
-        top1 += int((best[:, 0] == y).sum())
-        top5 += int((best == y[:, None]).any(1).sum())
+        correct += int((best[:, 0] == y).sum())
+        correct5 += int((best == y[:, None]).any(1).sum())
     model.train(was_training)
-    return {"top1": top1 / max(len(split), 1), "top5": top5 / max(len(split), 1), "images": len(split)}
+    return loss_sum, correct, len(index), correct5
+
+
+def test_scores(model: nn.Module, split: Split, mean, std) -> dict:
+    """{"top1", "top5", "images"} of `model` on `split`."""
+    _, correct, count, correct5 = evaluate(model, split, mean, std)
+    return {"top1": correct / max(count, 1), "top5": correct5 / max(count, 1), "images": count}
 
 
 def _run_name(config: TrainConfig) -> str:
@@ -358,7 +350,7 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
                 on_batch(epoch, step)
         train_time = time.perf_counter() - started
         loss_sum, correct, seen = ddp.sum(loss_sum, correct, seen)
-        val_loss, val_correct, val_n = _evaluate_all(model, data, "val", device, ddp, channels_last)
+        val_loss, val_correct, val_n, _ = _evaluate_all(model, data, "val", device, ddp, channels_last)
         train_loss = loss_sum / seen
         if recipe.schedule == "plateau":
             scheduler.step(train_loss)
@@ -397,7 +389,8 @@ def _train(config: TrainConfig, recipe: Recipe, device: torch.device, ddp: _Dist
 
 
 def _evaluate_all(model, data: Dataset, split: str, device, ddp: _Dist, channels_last: bool) -> list[float]:
-    """(summed loss, correct, count) over the whole split: each rank takes its shard, the sums are all-reduced."""
+    """(summed loss, correct, count, top-5 correct) over the whole split: each rank takes its shard, the sums are
+    all-reduced."""
     return ddp.sum(*evaluate(model, data.split(split), data.mean, data.std, device=device,
                              shard=(ddp.rank, ddp.world), channels_last=channels_last))
 
@@ -405,11 +398,11 @@ def _evaluate_all(model, data: Dataset, split: str, device, ddp: _Dist, channels
 def _finish(model, data: Dataset, run_dir: Path | None, device, ddp: _Dist, channels_last: bool, history, best,
             params: int, mflops: float) -> dict:
     """Test accuracy over every test image, for the last epoch and for the best-validation checkpoint."""
-    def test_acc() -> tuple[float, float]:
-        loss, correct, n = _evaluate_all(model, data, "test", device, ddp, channels_last)
-        return correct / n, loss / n
+    def test_acc() -> tuple[float, float, float]:
+        loss, correct, n, correct5 = _evaluate_all(model, data, "test", device, ddp, channels_last)
+        return correct / n, loss / n, correct5 / n
 
-    last_acc, last_loss = test_acc()
+    last_acc, last_loss, _ = test_acc()
     best_payload = None
     if ddp.main:
         best_payload = load_checkpoint(run_dir / "best.pt")["state_dict"]
@@ -418,8 +411,9 @@ def _finish(model, data: Dataset, run_dir: Path | None, device, ddp: _Dist, chan
         dist.broadcast_object_list(holder, src=0)
         best_payload = holder[0]
     model.load_state_dict(best_payload)
-    best_acc, best_loss = test_acc()
-    result = {"status": "finished", "test_acc": best_acc, "test_loss": best_loss, "test_acc_last": last_acc,
+    best_acc, best_loss, best_top5 = test_acc()
+    result = {"status": "finished", "test_acc": best_acc, "test_top5": best_top5, "test_loss": best_loss,
+              "test_acc_last": last_acc,
               "test_loss_last": last_loss, "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
               "epochs": len(history), "params": params, "mflops": mflops,
               "train_seconds": sum(r["seconds"] for r in history),

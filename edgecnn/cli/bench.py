@@ -121,7 +121,7 @@ def _table(rows: list[dict], session: str) -> Table:
     table = Table(title=f"bench {session}: batch 1, latency in ms (emulated boards: executed aarch64 instructions per "
                         "inference, one thread), accuracy on the bundle's sample")
     for column in ("device", "arch", "file", "runtime", "thr", "p50", "p90", "p99", "mean±std", "load", "peak MiB",
-                   "M instr", "accuracy", "= host"):
+                   "M instr", "accuracy", "top-5", "= host"):
         table.add_column(column, justify="right" if column not in ("device", "arch", "file", "runtime") else "left")
 
     def ms(row, key):
@@ -130,7 +130,7 @@ def _table(rows: list[dict], session: str) -> Table:
     for r in rows:
         if r.get("status") == "failed":
             table.add_row(r["device"], r["arch"] or "?", r["file"], "-", str(r["threads"] or "-"),
-                          f"failed: {r['error']}", *[""] * 8)
+                          f"failed: {r['error']}", *[""] * 9)
             continue
         agreement = r.get("host_agreement")
         table.add_row(r["device"], r["arch"] or "?", r["file"], str(r["runtime"]), str(r["threads"]),
@@ -142,5 +142,6 @@ def _table(rows: list[dict], session: str) -> Table:
                       "-" if r.get("peak_rss_mib") is None else f"{r['peak_rss_mib']:.0f}",
                       "-" if r.get("instructions") is None else f"{r['instructions'] / 1e6:.2f}",
                       "-" if r.get("accuracy") is None else f"{r['accuracy']:.2%} /{r['sample_images']}",
+                      "-" if r.get("top5") is None else f"{r['top5']:.2%}",
                       "-" if agreement is None else f"{agreement:.1%}")
     return table

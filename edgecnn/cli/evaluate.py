@@ -35,11 +35,11 @@ def evaluate(
     data = load_recorded(described, data_dir, what=str(path), strict=False)
     if not same_data(described, data):  # evaluating on other data may be the point, but never silently
         err.print(f"note: {data_mismatch(described, data, str(path))}", markup=False, highlight=False)
-    loss, correct, count = evaluate_split(net, data.split(split), described["mean"], described["std"])
+    loss, correct, count, correct5 = evaluate_split(net, data.split(split), described["mean"], described["std"])
     report = {"checkpoint": str(path), "model": payload["model"], "dataset": described["dataset"], "split": split,
-              "accuracy": correct / count, "loss": loss / count, "images": count}
+              "accuracy": correct / count, "top5": correct5 / count, "loss": loss / count, "images": count}
     if as_json:
         print(json.dumps(report, indent=2))
     else:
         out.print(f"{payload['model']} on {described['dataset']} {split}: accuracy {correct / count:.2%} "
-                  f"({correct}/{count}), loss {loss / count:.4f}  [{path}]", markup=False, highlight=False)
+                  f"({correct}/{count}), top-5 {correct5 / count:.2%}, loss {loss / count:.4f}  [{path}]", markup=False, highlight=False)

@@ -32,7 +32,7 @@ def export_table(report: dict) -> Table:
                         f"({report['images']} images, accuracy through each file's runtime)")
     for column, justify in (("artifact", "left"), ("file", "left"), ("form", "left"), ("MMACs", "right"),
                             ("ops", "right"), ("size KiB", "right"), ("gzip KiB", "right"), ("accuracy", "right"),
-                            ("Δ vs fp32 pp", "right"), ("top-1 agree", "right"), ("mean |Δlogit|", "right"),
+                            ("top-5", "right"), ("Δ vs fp32 pp", "right"), ("top-1 agree", "right"), ("mean |Δlogit|", "right"),
                             ("max |Δlogit|", "right"), ("status", "left")):
         table.add_column(column, justify=justify)
     for row in report["artifacts"]:
@@ -42,7 +42,7 @@ def export_table(report: dict) -> Table:
                       "-" if row.get("ops") is None else str(row["ops"]),
                       "-" if row["bytes"] is None else f"{row['bytes'] / 1024:,.1f}",
                       "-" if row.get("gzip_bytes") is None else f"{row['gzip_bytes'] / 1024:,.1f}",
-                      _pct(row["accuracy"]), delta, _pct(row["agreement"]),
+                      _pct(row["accuracy"]), _pct(row.get("top5")), delta, _pct(row["agreement"]),
                       "-" if row["logit_mae"] is None else f"{row['logit_mae']:.4f}",
                       "-" if row["logit_max_err"] is None else f"{row['logit_max_err']:.4f}",
                       row["status"] if row["status"] == "ok" else f"{row['status']}: {row['error']}")

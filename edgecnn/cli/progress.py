@@ -37,7 +37,8 @@ class LogReporter:  # a compress.train.Reporter (not subclassed: importing it wo
         err.print(_epoch_line(record), highlight=False)
 
     def finish(self, result: dict) -> None:
-        err.print(f"test accuracy {result['test_acc']:.2%} (best-val epoch {result['best_epoch']}), "
+        err.print(f"test accuracy {result['test_acc']:.2%}, top-5 {result['test_top5']:.2%} "
+                  f"(best-val epoch {result['best_epoch']}), "
                   f"last epoch {result['test_acc_last']:.2%}, {result['test_images']} test images", highlight=False)
 
 

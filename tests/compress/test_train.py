@@ -37,6 +37,7 @@ def test_a_run_learns_and_writes_its_files(data_dir, tmp_path):
     assert [m["epoch"] for m in run.metrics()] == [1, 2, 3]
     result = run.result
     assert result["test_images"] == 100 and result["test_acc"] > 0.5  # 10 classes: chance is 0.1
+    assert result["test_acc"] <= result["test_top5"] <= 1
     assert result["params"] == 150_715
     described = run.config["data"]
     assert described["mean"] == [0.4914, 0.4822, 0.4465] and described["sizes"] == {"train": 324, "val": 36,
@@ -190,6 +191,29 @@ def test_resume_with_a_damaged_config_is_a_one_line_error(tmp_path):
     (tmp_path / "config.json").write_text('{"model": "exp13"}')
     with pytest.raises(EdgecnnError, match="not an edgecnn run's"):
         train(resume=tmp_path)
+
+
+def test_top5_counts_the_label_among_the_five_highest_logits():
+    from edgecnn.compress.train.loop import evaluate
+    from edgecnn.data import Split
+
+    logits = torch.tensor([[9.0, 8, 7, 6, 5, 4, 0], [0, 1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1, 0]])
+    labels = torch.tensor([0, 1, 4])  # top-1 right; 6th highest (outside the five); 5th highest (inside)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return logits[: len(x)]
+
+    split = Split(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), labels)
+    _, correct, count, correct5 = evaluate(Fixed(), split, [0.0], [1.0])
+    assert (correct, count, correct5) == (1, 3, 2)
+    three = torch.tensor([[1.0, 2, 3]]).expand(1, 3)  # fewer than five classes: every label is in the top five
+
+    class Three(torch.nn.Module):
+        def forward(self, x):
+            return three
+
+    assert evaluate(Three(), Split(torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.tensor([0])), [0.0], [1.0])[3] == 1
 
 
 @pytest.mark.parametrize("total_steps", [1, 2, 4, 5, 10, 500])

@@ -54,9 +54,12 @@ def test_bundle_holds_everything_a_device_needs(bundle, exported):
 def test_runner_eval_in_the_bundle_reproduces_the_export_accuracy(bundle, exported):
     result = runner(bundle, "eval")
     assert result.returncode == 0, result.stderr
-    measured = {r["file"]: r["accuracy"] for r in json.loads(result.stdout)["results"]}
-    exported_acc = {a["file"]: a["accuracy"] for a in exported[0]["artifacts"] if a["file"]}
-    assert measured == pytest.approx(exported_acc, abs=1e-12)  # the sample is the whole (200-image) test split
+    results = json.loads(result.stdout)["results"]
+    for key in ("accuracy", "top5"):
+        measured = {r["file"]: r[key] for r in results}
+        exported_acc = {a["file"]: a[key] for a in exported[0]["artifacts"] if a["file"]}
+        assert measured == pytest.approx(exported_acc, abs=1e-12)  # the sample is the whole (200-image) test split
+    assert all(r["accuracy"] <= r["top5"] for r in results)
 
 
 def test_runner_predict_and_bench(bundle, tmp_path):

@@ -31,7 +31,9 @@ def test_every_artifact_is_written_and_measured(exported):
     # PyTorch's accuracy here is the one training measured on the same test split
     assert table["pytorch-fp32"]["accuracy"] == pytest.approx(run.result["test_acc"], abs=1e-9)
     assert json.loads((out / "export.json").read_text()) == json.loads(json.dumps(report))
+    assert table["pytorch-fp32"]["top5"] == pytest.approx(run.result["test_top5"], abs=1e-9)
     for name, row in table.items():
+        assert row["accuracy"] <= row["top5"] <= 1  # top-5 beside top-1 for every file
         if name == "pytorch-fp32":
             continue
         assert (out / row["file"]).stat().st_size == row["bytes"]

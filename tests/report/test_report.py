@@ -57,6 +57,7 @@ def test_report_tables_come_from_the_store_runs_and_exports(written):
     export = json.loads((root / "artifacts" / "vgg19-exp8-cifar10-pipeline" / "export.json").read_text())
     [accuracy] = data.accuracy
     assert accuracy["test_acc"] == run["test_acc"] and accuracy["params"] == run["params"]
+    assert accuracy["test_top5"] == run["test_top5"]
     assert accuracy["paper_params"] == 151_254  # CIFAR-10, 3 channels, a trained run: the paper's row is beside it
     stored = {(r["format"], r["precision"]): r for r in store.rows()}
     exported = {(a["format"], a["precision"]): a for a in export["artifacts"]}
@@ -64,7 +65,8 @@ def test_report_tables_come_from_the_store_runs_and_exports(written):
     for row in data.deployment:
         key = (row["format"], row["precision"])
         assert row["p50_ms"] == stored[key]["p50_ms"] and row["peak_rss_mib"] == stored[key]["peak_rss_mib"]
-        assert row["test_acc"] == exported[key]["accuracy"]
+        assert row["test_acc"] == exported[key]["accuracy"] and row["test_top5"] == exported[key]["top5"]
+        assert row["device_acc"] <= row["device_top5"] <= 1 and row["test_acc"] <= row["test_top5"] <= 1
         assert row["artifact"] == "vgg19-exp8-cifar10-pipeline"
         assert row["micronet"] == micronet_score(run["params"], run["mflops"], row["precision"])
     with open(files["deployment.csv"]) as handle:
