@@ -91,13 +91,24 @@ def test_ncnn_fp32_matches_pytorch(name, tmp_path, settled):
     assert np.abs(ncnn_model.predict(x.numpy()) - expected).max() <= bound
 
 
+#: variants whose graph XNNPACK does not take whole: these operators run in ExecuTorch's portable kernels between
+#: delegate calls (DenseNet's many-input concatenations; the average pool of exp15's DiCE head)
+OUTSIDE_XNNPACK = {"micronet-densenet": {"aten::cat"}, "resnet101-exp15": {"aten::avg_pool2d"}}
+
+
+def outside_delegates(path) -> set[str]:
+    return {op.name for plan in executorch_format._program(path).execution_plan for op in plan.operators}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_executorch_fp32_matches_pytorch(name, tmp_path, settled):
     model = settled(name)
     x = torch.randn(3, 1, 32, 32)
     expected, bound = reference(model, x)
     executorch_format.export_fp32(model, tmp_path / "m.pte", 1)
-    assert executorch_format.count_ops(tmp_path / "m.pte") == 1  # the whole graph in one XNNPACK delegate
+    assert outside_delegates(tmp_path / "m.pte") == OUTSIDE_XNNPACK.get(name, set())
+    if name not in OUTSIDE_XNNPACK:
+        assert executorch_format.count_ops(tmp_path / "m.pte") == 1  # the whole graph in one XNNPACK delegate
     assert np.abs(open_model(str(tmp_path / "m.pte"), threads=1).predict(x.numpy()) - expected).max() <= bound
 
 
@@ -166,7 +177,7 @@ def test_executorch_int8_holds_end_to_end(name, tmp_path, settled):
     model, _ = reparameterize(settled(name), None, "fold")
     details = executorch_format.export_int8(model, tmp_path / "m.int8.pte", 1, torch.randn(40, 1, 32, 32).numpy())
     assert details["calibration_images"] == 40
-    assert executorch_format.count_ops(tmp_path / "m.int8.pte") == 1
+    assert outside_delegates(tmp_path / "m.int8.pte") <= OUTSIDE_XNNPACK.get(name, set())
     x = torch.randn(50, 1, 32, 32)
     with torch.no_grad():
         expected = model(x).numpy()
