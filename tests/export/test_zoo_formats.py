@@ -92,7 +92,7 @@ def test_ncnn_fp32_matches_pytorch(name, tmp_path, settled):
 
 
 #: variants whose graph XNNPACK does not take whole: these operators run in ExecuTorch's portable kernels between
-#: delegate calls (DenseNet's many-input concatenations; the average pool of exp15's DiCE head)
+#: delegate calls (DenseNet's many-input concatenations, an average pool of resnet101-exp15)
 OUTSIDE_XNNPACK = {"micronet-densenet": {"aten::cat"}, "resnet101-exp15": {"aten::avg_pool2d"}}
 
 
