@@ -64,7 +64,8 @@ def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibra
             "calibration_images": len(calibration)}
 
 
-def _program(path: str | Path):
+def read_program(path: str | Path):
+    """The program inside a .pte file (execution plans, operators, delegate blobs), by ExecuTorch's own reader."""
     from executorch.exir._serialize import _deserialize_pte_binary
 
     program = _deserialize_pte_binary(Path(path).read_bytes())
@@ -84,7 +85,7 @@ def delegate_datatypes(path: str | Path) -> set[str]:
     schema = Path(xnnpack_graph_serialize.__file__).parent / "schema.fbs"  # (namespace packages have no __file__)
     flatc = schema.parents[3] / "data" / "bin" / "flatc"
     found: set[str] = set()
-    for blob in _program(path).backend_delegate_data:
+    for blob in read_program(path).backend_delegate_data:
         data = bytes(blob.data)
         header = XNNHeader.from_bytes(data[:XNNHeader.EXPECTED_LENGTH])
         with tempfile.TemporaryDirectory() as folder:
@@ -100,7 +101,7 @@ def precision(path: str | Path) -> str:
     """int8 when an XNNPACK graph holds quantized int8 tensors or quantize ops run outside it, fp16 when its
     tensors are half floats, fp32 otherwise."""
     kinds = delegate_datatypes(path)
-    operators = {op.name for plan in _program(path).execution_plan for op in plan.operators}
+    operators = {op.name for plan in read_program(path).execution_plan for op in plan.operators}
     if any("int8" in kind for kind in kinds) or any("quantize" in op for op in operators):
         return "int8"
     return "fp16" if "xnn_datatype_fp16" in kinds else "fp32"
@@ -108,5 +109,5 @@ def precision(path: str | Path) -> str:
 
 def count_ops(path: str | Path) -> int:
     """Operators the program runs outside delegates plus one per delegate call (a fully delegated file: 1)."""
-    program = _program(path)
+    program = read_program(path)
     return sum(len(plan.chains[0].instructions) for plan in program.execution_plan)

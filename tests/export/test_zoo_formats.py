@@ -97,7 +97,7 @@ OUTSIDE_XNNPACK = {"micronet-densenet": {"aten::cat"}, "resnet101-exp15": {"aten
 
 
 def outside_delegates(path) -> set[str]:
-    return {op.name for plan in executorch_format._program(path).execution_plan for op in plan.operators}
+    return {op.name for plan in executorch_format.read_program(path).execution_plan for op in plan.operators}
 
 
 @pytest.mark.parametrize("name", list_models())
