@@ -86,9 +86,9 @@ def activation_left(block: nn.Module) -> nn.Module | None:
 
 def _timm_activation_left(block: nn.Module) -> nn.Module | None:
     """timm's residual blocks: a ResNet block is act(body(x) + x) without a downsample; the EfficientNet family's
-    (MobileNetV3, EfficientNet, GhostNet's kin) add the shortcut last, with no activation after it."""
+    (MobileNetV3, EfficientNet) and GhostNet's add an identity shortcut last, with no activation after it."""
     from timm.models import _efficientnet_blocks as efficientnet
-    from timm.models import resnet
+    from timm.models import ghostnet, resnet
 
     if isinstance(block, resnet.BasicBlock) and block.downsample is None:
         return block.act2
@@ -96,7 +96,12 @@ def _timm_activation_left(block: nn.Module) -> nn.Module | None:
         return block.act3
     skips = (efficientnet.DepthwiseSeparableConv, efficientnet.InvertedResidual, efficientnet.EdgeResidual,
              efficientnet.UniversalInvertedResidual)
-    return nn.Identity() if isinstance(block, skips) and block.has_skip else None
+    if isinstance(block, skips) and block.has_skip:
+        return nn.Identity()
+    if isinstance(block, ghostnet.GhostBottleneck) and isinstance(block.shortcut, nn.Sequential) \
+            and len(block.shortcut) == 0:  # an empty Sequential: the identity shortcut
+        return nn.Identity()
+    return None
 
 
 def removable_blocks(model: nn.Module) -> list[str]:

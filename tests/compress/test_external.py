@@ -172,7 +172,8 @@ def test_a_factory_file_with_a_syntax_error_is_one_line(tmp_path):
         get_model(f"{tmp_path / 'broken.py'}:build")
 
 
-@pytest.mark.parametrize("arch,blocks", [("mobilenetv3_small_050", "InvertedResidual"), ("test_resnet", "BasicBlock")])
+@pytest.mark.parametrize("arch,blocks", [("mobilenetv3_small_050", "InvertedResidual"), ("test_resnet", "BasicBlock"),
+                                         ("ghostnet_050", "GhostBottleneck")])
 def test_timm_models_take_structured_and_depth_pruning_and_rebuild_exactly(arch, blocks):
     """Both records of a checkpoint on timm's own layers: the widths of subclassed BatchNorms (BatchNormAct2d) and
     timm's residual blocks taken out; the rebuilt model computes what the pruned one did, it trains (in-place
@@ -193,7 +194,7 @@ def test_timm_models_take_structured_and_depth_pruning_and_rebuild_exactly(arch,
     payload = {"model": name, "num_classes": 10, "in_chans": 1, "state_dict": model.state_dict(),
                "structure": structure_of(model), "removed_blocks": removed_blocks(model)}
     assert any(type(model.get_submodule(layer)).__name__ == "BatchNormAct2d" for layer in payload["structure"]) \
-        or arch == "test_resnet"
+        or arch in ("test_resnet", "ghostnet_050")
     rebuilt = build_from_checkpoint(payload).eval()
     assert count_params(rebuilt) == count_params(model) < count_params(get_model(name, 10, 1))
     x = torch.randn(4, 1, 32, 32)
