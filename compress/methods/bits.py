@@ -240,7 +240,6 @@ def bit_sweep(parent, *, bits=DEFAULT_BITS, targets=TARGETS, quantizer: str = "l
               "test_top5": rows[0]["top5"], "test_images": len(test), "params": params, "mflops": mflops,
               "parent_test_acc": run.lineage["parent_test_acc"], "loses_1pp_at": first_loss(rows, 0.01)}
     run.write_json("result.json", result)
-    run.loses_1pp_at = result["loses_1pp_at"]
     return run, rows
 
 

@@ -153,7 +153,7 @@ def bits_cmd(
     """Simulated fixed-point quantization: top-1/top-5 on the test split with the weights, the activations, or
     both at each bit width (the ResNet-18/VGG-16 study's table), with each setting's MicroNet score. Information
     for choosing a width: no file is written that a runtime runs."""
-    from edgecnn.compress.methods.bits import bit_sweep, check_settings
+    from edgecnn.compress.methods.bits import bit_sweep, check_settings, first_loss
     from edgecnn.errors import EdgecnnError
 
     from .options import int_list
@@ -169,7 +169,7 @@ def bits_cmd(
                              granularity=granularity, fold=fold, calib_images=calib_images, test_images=test_images,
                              runs_dir=runs_dir, name=name, on_row=_print_bits)
     out.print(bits_table(rows, f"{parent.payload['model']}: simulated {quantizer} quantization ({result.path})"))
-    loses = result.loses_1pp_at
+    loses = first_loss(rows, 0.01)
     out.print("more than 1 point lost at: " + ", ".join(f"{t} {f'{b} bits' if b else 'no width measured'}"
                                                       for t, b in loses.items()), highlight=False)
 
