@@ -12,7 +12,7 @@ class BenchPlan:
     warmup: int = 10
     threads: tuple[int, ...] | None = None  # None: each device profile's own sweep
     formats: tuple[str, ...] | None = None  # None: every file of the bundle
-    precisions: tuple[str, ...] | None = None  # None: fp32 and int8
+    precisions: tuple[str, ...] | None = None  # None: every precision the bundle holds
     sample: int | None = None  # None: the bundle's whole sample
     timeout: float = 600  # per remote command
     checkpoint: str | None = None  # PyTorch reference on the host; None: no reference row

@@ -39,6 +39,25 @@ def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int) -> dict
     return {"delegate": "XNNPACK", "batch": 1, "layout": "NCHW", "input_dtype": "float32"}
 
 
+class _HalfPrecision(torch.nn.Module):
+    """The model in float16 between float32 input and output: XNNPACK runs the whole graph in fp16 and the
+    runner feeds and reads float32 as for every other file."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = copy.deepcopy(model).eval().half()
+
+    def forward(self, x):
+        return self.model(x.half()).float()
+
+
+def export_fp16(model: torch.nn.Module, path: str | Path, in_chans: int) -> dict:
+    example = torch.zeros(1, in_chans, 32, 32)
+    _lower(torch.export.export(_HalfPrecision(model), (example,)), path)
+    return {"delegate": "XNNPACK", "batch": 1, "layout": "NCHW", "input_dtype": "float32",
+            "weights": "float16", "arithmetic": "float16 (XNNPACK; emulated in fp32 where the CPU has no fp16)"}
+
+
 def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibration: np.ndarray,
                 on_batch=None) -> dict:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,

@@ -3,6 +3,10 @@
 - fp32: `torch.jit.trace`, then pnnx's converter binary (the one `pnnx.export` runs, called here directly so its
   exit status and messages are checked) writes ncnn's two files, `.param` (text graph) and `.bin` (weights), with
   fp32 weights (`fp16=0`).
+- fp16: the fp32 file's conv and fully-connected weights rewritten as ncnn's float16 blocks (what ncnnoptimize's
+  fp16 flag writes), and a third zip member, `edgecnn.json`, saying `"precision": "fp16"`: the runner then turns on
+  ncnn's fp16 storage and arithmetic, which ncnn uses where the CPU has them (fp16 arithmetic: ARMv8.2 cores such
+  as the Cortex-A76/A55, not the Pi 4's A72; x86 converts the weights to fp32 at load and computes in fp32).
 - The file edgecnn writes, `model.*.ncnn`, is a plain zip holding both (`model.param`, `model.bin`), so one file
   carries one model through hashes, bundles and devices like every other format; `unzip` gives ncnn's usual pair,
   and the runner loads them from memory (`Net.load_param_mem` / `load_model_mem`). The Input layer states its
@@ -21,6 +25,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import subprocess
 import tempfile
@@ -37,7 +42,7 @@ from edgecnn.io import atomic_write_bytes
 from .runner import NCNN_REDUCED_PRECISION
 
 MAGIC = "7767517"
-PARAM_MEMBER, BIN_MEMBER = "model.param", "model.bin"
+PARAM_MEMBER, BIN_MEMBER, PRECISION_MEMBER = "model.param", "model.bin", "edgecnn.json"
 QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 #: layer types that read nothing from the .bin; an int8 rewrite refuses a graph with any type it does not know
 NO_WEIGHTS = frozenset({
@@ -54,7 +59,7 @@ FALLBACK_IMAGES = 32
 #: per group are a multiple of 8, on some shapes differently on each run of one input (x86, one thread;
 #: benchmarks/ncnn_grouped_int8.py), so one calibration pass can see it right and measuring it is not enough
 UNSAFE_INT8 = "ncnn's int8 grouped convolution is wrong, on some shapes differently from run to run"
-INT8_TAG, FP32_TAGS = 0x000D4B38, (0, 0x0002C056)
+INT8_TAG, FP32_TAGS, FP16_TAG = 0x000D4B38, (0, 0x0002C056), 0x01306B47
 
 
 @dataclass
@@ -92,11 +97,13 @@ class Layer:
 
 # --- the container --------------------------------------------------------------------------------------------
 
-def write_container(path: str | Path, param: str, weights: bytes) -> None:
+def write_container(path: str | Path, param: str, weights: bytes, precision: str | None = None) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr(PARAM_MEMBER, param)
         archive.writestr(BIN_MEMBER, weights)
+        if precision:  # only fp16 files carry it: it tells the runner to turn ncnn's fp16 options on
+            archive.writestr(PRECISION_MEMBER, json.dumps({"precision": precision}))
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -149,8 +156,10 @@ def _weight_block(data: bytes, offset: int, count: int) -> tuple[bytes, int]:
         size = 4 + 4 * count
     elif tag == INT8_TAG:
         size = 4 + (count + 3) // 4 * 4
+    elif tag == FP16_TAG:
+        size = 4 + (2 * count + 3) // 4 * 4
     else:
-        raise EdgecnnError(f"ncnn weight block with tag {tag:#x}: edgecnn reads fp32 and int8 blocks only")
+        raise EdgecnnError(f"ncnn weight block with tag {tag:#x}: edgecnn reads fp32, fp16 and int8 blocks only")
     return data[offset:offset + size], offset + size
 
 
@@ -236,6 +245,31 @@ def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int) -> dict
     split_weights(layers, weights)  # refuses a graph whose weights do not add up, before anything is written
     write_container(path, render_param(layers), weights)
     return {"converter": "pnnx", "layers": len(layers), "batch": 1, "layout": "NCHW", "input_dtype": "float32"}
+
+
+# --- fp16 -----------------------------------------------------------------------------------------------------
+
+def fp16_block(block: bytes) -> bytes:
+    """A tagged fp32 weight block as ncnn's float16 block (tag, values, zero padding to 4 bytes)."""
+    values = _floats(block, tagged=True).astype("<f2").tobytes()
+    return struct.pack("<I", FP16_TAG) + values + b"\0" * (-len(values) % 4)
+
+
+def convert_fp16(fp32_path: str | Path, path: str | Path) -> dict:
+    """The fp32 file with every conv/fully-connected weight block (and tagged MemoryData) stored as float16;
+    biases and BatchNorm terms stay fp32, as ncnn reads them."""
+    param, weights = read_container(fp32_path)
+    layers = parse_param(param)
+    split_weights(layers, weights)
+    converted = 0
+    for layer in layers:
+        if layer.type in QUANTIZABLE or (layer.type == "MemoryData" and layer.param(21, 1) == 0):
+            layer.weights[0] = fp16_block(layer.weights[0])
+            converted += 1
+    write_container(path, param, b"".join(block for layer in layers for block in layer.weights), "fp16")
+    return {"converter": "pnnx, weights rewritten as ncnn float16 blocks", "layers_fp16": converted, "batch": 1,
+            "layout": "NCHW", "input_dtype": "float32",
+            "runtime_options": "use_fp16_storage, use_fp16_packed, use_fp16_arithmetic (where the CPU has them)"}
 
 
 # --- int8 -----------------------------------------------------------------------------------------------------

@@ -53,6 +53,20 @@ def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int, metadat
     return {"opset": OPSET, "nodes_exported": nodes_exported, "nodes": len(proto.graph.node), "simplified": ok}
 
 
+def convert_fp16(fp32_path: str | Path, path: str | Path) -> dict:
+    """An fp16 copy of an fp32 file by onnxconverter-common: weights and activations in float16, the input and
+    output kept float32 (a Cast at each end), so callers feed and read float32 as for every other file. The
+    metadata travels with the graph."""
+    import onnx
+    from onnxconverter_common import float16
+
+    proto = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    onnx.checker.check_model(proto, full_check=True)
+    atomic_write_bytes(path, proto.SerializeToString())
+    return {"opset": OPSET, "nodes": len(proto.graph.node), "converter": "onnxconverter-common float16",
+            "io_dtype": "float32 (cast at each end)"}
+
+
 def stamp_metadata(proto, metadata: dict[str, str]) -> None:
     """Write key/value pairs into the model's metadata_props (what onnxruntime's modelmeta.custom_metadata_map reads)."""
     del proto.metadata_props[:]

@@ -25,6 +25,7 @@ SPLITS = ("test", "val")  # the training split calibrates int8, so it never meas
 class ExportOptions:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     int8: bool = False
+    fp16: bool = False  # fp16 files beside the fp32 ones, where the format's runtime runs them (docs/export.md)
     calib_samples: int = 1000
     calib_method: str = "minmax"
     onnx_scheme: str = "u8s8"

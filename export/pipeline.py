@@ -46,6 +46,8 @@ class Format:
     export_fp32: Callable  # (model, path, in_chans, metadata, options) -> details
     export_int8: Callable  # (model, fp32_path, path, in_chans, calibration, options, on_batch) -> details
     int8_from_file: bool  # int8 quantizes a float file of the same format (ONNX) rather than the model (TFLite)
+    export_fp16: Callable  # (model, fp32_path, path, in_chans, options) -> details
+    fp16_from_file: bool  # fp16 converts the fp32 file (ONNX, TFLite, ncnn) rather than the model (ExecuTorch)
     prepare: Callable  # (model, form) -> the module this format converts for that graph form
     count_ops: Callable  # (path) -> operators in the file
 
@@ -68,7 +70,8 @@ FORMATS = {
         lambda model, path, in_chans, meta, opts: onnx_format.export_fp32(model, path, in_chans, meta),
         lambda model, fp32, path, in_chans, calib, opts, tick: onnx_format.quantize_int8(
             fp32, path, calib, method=opts.calib_method, scheme=opts.onnx_scheme, on_batch=tick),
-        int8_from_file=True, prepare=lambda model, form: model, count_ops=_onnx_nodes,
+        int8_from_file=True, export_fp16=lambda model, fp32, path, in_chans, opts: onnx_format.convert_fp16(fp32, path),
+        fp16_from_file=True, prepare=lambda model, form: model, count_ops=_onnx_nodes,
     ),
     "tflite": Format(
         ".tflite",
@@ -76,7 +79,9 @@ FORMATS = {
                                                                              opts.tflite_layout),
         lambda model, fp32, path, in_chans, calib, opts, tick: tflite_format.export_int8(
             model, path, in_chans, calib, on_batch=tick, layout=opts.tflite_layout),
-        int8_from_file=False, prepare=_channel_last_unless_naive,
+        int8_from_file=False,
+        export_fp16=lambda model, fp32, path, in_chans, opts: tflite_format.convert_fp16(fp32, path, opts.tflite_layout),
+        fp16_from_file=True, prepare=_channel_last_unless_naive,
         count_ops=lambda path: sum(tflite_format.count_ops(path).values()),
     ),
     "ncnn": Format(
@@ -84,7 +89,8 @@ FORMATS = {
         lambda model, path, in_chans, meta, opts: ncnn_format.export_fp32(model, path, in_chans),
         lambda model, fp32, path, in_chans, calib, opts, tick: ncnn_format.export_int8(
             fp32, path, calib, on_batch=tick, fallback=opts.ncnn_fallback),
-        int8_from_file=True, prepare=lambda model, form: model, count_ops=ncnn_format.count_ops,
+        int8_from_file=True, export_fp16=lambda model, fp32, path, in_chans, opts: ncnn_format.convert_fp16(fp32, path),
+        fp16_from_file=True, prepare=lambda model, form: model, count_ops=ncnn_format.count_ops,
     ),
     "executorch": Format(
         ".pte",
@@ -92,6 +98,8 @@ FORMATS = {
         lambda model, fp32, path, in_chans, calib, opts, tick: executorch_format.export_int8(
             model, path, in_chans, calib, on_batch=tick),
         int8_from_file=False, prepare=lambda model, form: model, count_ops=executorch_format.count_ops,
+        export_fp16=lambda model, fp32, path, in_chans, opts: executorch_format.export_fp16(model, path, in_chans),
+        fp16_from_file=False,
     ),
 }
 #: how a form's files are told apart: model.int8.tflite (op-minimal, the default), model.int8.macs.tflite, ...
@@ -220,13 +228,14 @@ def _export_checkpoint(checkpoint: str | Path, out_dir: Path, options: ExportOpt
 
     with progress.task(f"PyTorch fp32 on {options.split}", len(split)) as tick:
         reference = torch_logits(model, split.images, mean, std, tick)  # the model as trained, not as rewritten
-    precisions = ("fp32", "int8") if options.int8 else ("fp32",)
-    op_minimal = {"fp32": options.ghost_fp32, "int8": options.ghost_int8}
+    precisions = ("fp32",) + ("int8",) * options.int8 + ("fp16",) * options.fp16
+    # an fp16 file is the fp32 graph stored and run at half width, so it takes the fp32 rewrite
+    op_minimal = {"fp32": options.ghost_fp32, "int8": options.ghost_int8, "fp16": options.ghost_fp32}
     sources, rewrites = {}, {}  # (form, precision) -> the graph that form's files of that precision convert
     generic = None if is_zoo(payload["model"]) else generic_rewrite(model, payload["model"].startswith("timm:"))
     for form in options.forms:
         for precision in precisions:
-            ghost = form_rewrite(form, precision, op_minimal)
+            ghost = form_rewrite(form, "fp32" if precision == "fp16" else precision, op_minimal)
             sources[form, precision], rewrites[f"{form}/{precision}"] = generic or reparameterize(model, None, ghost)
     torch_row = Artifact("pytorch-fp32", "pytorch", "fp32", status="ok", form="naive",
                          mmacs=round(count_mmacs(model, payload["in_chans"]), 4), **score(reference, labels, None))
@@ -275,6 +284,11 @@ def _export_checkpoint(checkpoint: str | Path, out_dir: Path, options: ExportOpt
                     if precision == "fp32":
                         progress.note(f"exporting {row.name}")
                         row.details = spec.export_fp32(source, path, payload["in_chans"], metadata, options)
+                    elif precision == "fp16":
+                        progress.note(f"exporting {row.name}")
+                        if spec.fp16_from_file and not fp32_ok:
+                            raise EdgecnnError(f"needs the fp32 {spec.suffix} file, which failed")
+                        row.details = spec.export_fp16(source, fp32_path, path, payload["in_chans"], options)
                     else:
                         with progress.task(f"calibrating {row.name}", len(calibration)) as tick, \
                                 _int8_input(spec, fp32_path, fp32_ok, same_graph, source, payload["in_chans"],

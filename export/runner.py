@@ -20,6 +20,7 @@ predict IMAGE | bench`, each of which first checks every file's sha256 against m
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from abc import ABC, abstractmethod
 
@@ -259,7 +260,9 @@ class NcnnBackend(Backend):
         try:
             with zipfile.ZipFile(path) as archive:
                 param, weights = archive.read("model.param").decode(), archive.read("model.bin")
-        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, OSError) as error:
+                stated = json.loads(archive.read("edgecnn.json")) if "edgecnn.json" in archive.namelist() else {}
+            self.precision = stated.get("precision", "fp32")
+        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, OSError, ValueError, AttributeError) as error:
             raise RunnerError(f"{path} is not an ncnn file of edgecnn's (a zip of model.param and model.bin): "
                               f"{first_line(error)}") from None
         try:
@@ -282,10 +285,10 @@ class NcnnBackend(Backend):
         def load():
             net = ncnn.Net()
             net.opt.use_vulkan_compute = False
-            # full float: ncnn's defaults store and compute in fp16 (or bf16) where the CPU has it, which would
-            # make a board's numbers differ from the accuracy the export measured for the file
+            # full float unless the file is an fp16 one: ncnn's defaults store and compute in fp16 (or bf16) where
+            # the CPU has it, which would make an fp32 file's numbers on a board differ from what export measured
             for option in NCNN_REDUCED_PRECISION:
-                setattr(net.opt, option, False)
+                setattr(net.opt, option, self.precision == "fp16" and "fp16" in option)
             net.opt.num_threads = threads or os.cpu_count() or 1
             if net.load_param_mem(param) != 0:
                 raise RunnerError("the graph (model.param) does not parse")

@@ -16,13 +16,17 @@ lets the converter cancel the permute against its own layout change, and the fil
 The file's input shape then says the layout ([1, 32, 32, C]); the runner reads it from there, export.json and
 the bundle manifest record it per file, and callers keep handing the runner NCHW batches.
 
-fp16-weight files are not produced: litert-converter exposes no float16 option and ai-edge-quantizer has no
-float16 recipe, so it would need TensorFlow's converter. Measurements: docs/export.md.
+fp16 files: the fp32 file with every conv and fully-connected weight stored as float16, by ai-edge-quantizer's
+float-casting weight-only recipe (litert-converter has no float16 option). Each such weight is followed by a
+DEQUANTIZE op; XNNPACK folds them when it builds its graph, and computes in fp16 where the CPU has fp16 arithmetic
+and the interpreter asks for it, in fp32 otherwise. Measurements: docs/export.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import tempfile
 from pathlib import Path
 
@@ -113,6 +117,22 @@ def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibra
     _write(edge, path)
     return {"batch": 1, "layout": layout, "input_dtype": "int8", "weights": "int8 per-channel symmetric",
             "calibration": "minmax (PT2E observers)", "calibration_images": len(calibration)}
+
+
+def convert_fp16(fp32_path: str | Path, path: str | Path, layout: str = "NHWC") -> dict:
+    """The fp32 file with its conv/fully-connected weights stored as float16 (ai-edge-quantizer float casting)."""
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a size summary of its own
+        session = quantizer.Quantizer(str(fp32_path))
+        session.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                       num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+        converted = session.quantize().quantized_model
+    if converted is None:
+        raise EdgecnnError("ai-edge-quantizer returned no model")
+    atomic_write_bytes(path, bytes(converted))
+    return {"batch": 1, "layout": layout, "input_dtype": "float32", "weights": "float16 (ai-edge-quantizer float casting)"}
 
 
 def count_ops(path: str | Path) -> dict[str, int]:

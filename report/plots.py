@@ -48,6 +48,7 @@ def accuracy_vs_latency(data: ReportData) -> bytes | None:
     figure, axes = plt.subplots(1, len(devices), figsize=(6.5 * len(devices), 4.6), squeeze=False)
     markers = {("onnx", "fp32"): "o", ("onnx", "int8"): "s", ("tflite", "fp32"): "^", ("tflite", "int8"): "D",
                ("ncnn", "fp32"): "v", ("ncnn", "int8"): "P", ("executorch", "fp32"): "<", ("executorch", "int8"): "X",
+               ("onnx", "fp16"): "h", ("tflite", "fp16"): "d", ("ncnn", "fp16"): "p", ("executorch", "fp16"): ">",
                ("pytorch", "fp32"): "x"}
     for axis, device in zip(axes[0], devices):
         rows = [r for r in data.deployment if r["device"] == device and r["p50_ms"] is not None

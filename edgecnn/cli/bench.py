@@ -30,7 +30,7 @@ def bench(
     warmup: Annotated[int, typer.Option(min=0, help="Untimed inferences first.")] = PLAN.warmup,
     threads: Annotated[str | None, typer.Option(help="Comma list of thread counts (default: each profile's).")] = None,
     formats: Annotated[str | None, typer.Option(help="Comma list: onnx, tflite, ncnn, executorch (default: all files).")] = None,
-    precision: Annotated[str | None, typer.Option(help="Comma list: fp32, int8 (default: both).")] = None,
+    precision: Annotated[str | None, typer.Option(help="Comma list: fp32, fp16, int8 (default: every precision the bundle holds).")] = None,
     sample: Annotated[int | None, typer.Option(min=1, help="Score only the first N sample images.")] = None,
     checkpoint: Annotated[str | None, typer.Option(help="PyTorch reference checkpoint (default: the export's).")] = None,
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Time PyTorch eager fp32 on the host.")] = True,
@@ -64,8 +64,8 @@ def bench(
     profiles = [get_profile(name.strip()) for name in device.split(",") if name.strip()]
     if not profiles:
         raise EdgecnnError("--device names no device")
-    if precision and set(precision.split(",")) - {"fp32", "int8"}:
-        raise EdgecnnError(f"unknown precision in {precision!r}; known: fp32, int8")
+    if precision and set(precision.split(",")) - {"fp32", "fp16", "int8"}:
+        raise EdgecnnError(f"unknown precision in {precision!r}; known: fp32, fp16, int8")
     thread_counts, chosen_formats = int_list(threads) if threads else None, parse_formats(formats) if formats else None
     if target and len(target) == 1 and (Path(target[0]).is_dir() or target[0].endswith((".tar.gz", ".tgz"))):
         bundle, target = target[0], None  # `edgecnn bench BUNDLE` as --bundle BUNDLE

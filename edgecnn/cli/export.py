@@ -58,6 +58,8 @@ def export(
     checkpoint: CheckpointOpt = None,
     run: RunOpt = None,
     int8: Annotated[bool, typer.Option("--int8", help="Also write int8 files, calibrated on training images.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also write fp16 files (float16 weights; fp16 arithmetic where "
+                                       "the board has it).")] = False,
     formats: FormatsOpt = ",".join(DEFAULTS.formats),
     calib_samples: CalibSamplesOpt = DEFAULTS.calib_samples,
     calib_method: CalibMethodOpt = DEFAULTS.calib_method,
@@ -79,12 +81,13 @@ def export(
     runs_dir: RunsDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a trained model to ONNX and TFLite (fp32, and int8 with --int8) and measure every file's accuracy."""
+    """Export a trained model to ONNX and TFLite (fp32; int8 with --int8, fp16 with --fp16) and measure every file's
+    accuracy through its own runtime."""
     from edgecnn.errors import EdgecnnError
     from edgecnn.export.pipeline import export_checkpoint
     from edgecnn.compress.rebuild import resolve_checkpoint
 
-    options = ExportOptions(formats=formats, forms=forms, int8=int8, calib_samples=calib_samples,
+    options = ExportOptions(formats=formats, forms=forms, int8=int8, fp16=fp16, calib_samples=calib_samples,
                             calib_method=calib_method, onnx_scheme=onnx_scheme, split=split, threads=threads,
                             ghost_fp32=ghost_fp32, ghost_int8=ghost_int8, tflite_layout=tflite_layout,
                             ncnn_fallback=ncnn_fallback).checked()

@@ -53,6 +53,7 @@ def pipeline(
     retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a finished run exists.")] = False,
     formats: FormatsOpt = ",".join(EXPORT.formats),
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export int8 (calibrated on training images).")] = EXPORT.int8,
+    fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Also export fp16 files.")] = EXPORT.fp16,
     forms: FormsOpt = ",".join(EXPORT.forms),
     calib_samples: CalibSamplesOpt = EXPORT.calib_samples,
     calib_method: CalibMethodOpt = EXPORT.calib_method,
@@ -85,7 +86,8 @@ def pipeline(
 
     config = PipelineConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), dataset=dataset,
                             recipe=recipe, epochs=epochs, lr=lr, retrain=retrain,
-                            export=replace(EXPORT, formats=formats, forms=forms, int8=int8, calib_samples=calib_samples,
+                            export=replace(EXPORT, formats=formats, forms=forms, int8=int8, fp16=fp16,
+                                           calib_samples=calib_samples,
                                            calib_method=calib_method, onnx_scheme=onnx_scheme, ghost_fp32=ghost_fp32,
                                            ghost_int8=ghost_int8, tflite_layout=tflite_layout,
                                            ncnn_fallback=ncnn_fallback).checked(),

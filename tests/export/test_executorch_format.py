@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from edgecnn.export import executorch_format
 from edgecnn.export.bundle import make_bundle
 from edgecnn.export.pipeline import ExportOptions, export_checkpoint
 
@@ -15,7 +16,7 @@ from edgecnn.export.pipeline import ExportOptions, export_checkpoint
 def executorch_export(trained_run, shared):
     run, data_dir = trained_run
     out = shared("export-executorch", lambda folder: export_checkpoint(
-        run.checkpoint(), folder, ExportOptions(int8=True, calib_samples=100, formats=("executorch",),
+        run.checkpoint(), folder, ExportOptions(int8=True, fp16=True, calib_samples=100, formats=("executorch",),
                                                 forms=("op-minimal",)), data_dir=data_dir))
     return json.loads((out / "export.json").read_text()), out
 
@@ -23,13 +24,16 @@ def executorch_export(trained_run, shared):
 def test_executorch_rows_are_measured_through_its_runtime(executorch_export):
     report, out = executorch_export
     table = {row["name"]: row for row in report["artifacts"]}
-    assert list(table) == ["pytorch-fp32", "executorch-fp32", "executorch-int8"]
+    assert list(table) == ["pytorch-fp32", "executorch-fp32", "executorch-int8", "executorch-fp16"]
     assert all(row["status"] == "ok" for row in table.values()), [row["error"] for row in table.values()]
     assert table["executorch-fp32"]["logit_max_err"] < 1e-4 and table["executorch-fp32"]["agreement"] == 1.0
     assert table["executorch-int8"]["agreement"] >= 0.85
     assert table["executorch-int8"]["bytes"] < table["executorch-fp32"]["bytes"]
     assert table["executorch-int8"]["ops"] == 1  # one delegate call: everything runs in XNNPACK
     assert (out / "model.int8.pte").is_file()
+    half = table["executorch-fp16"]  # XNNPACK in fp16 between float32 casts: close to fp32, not equal
+    assert 0 < half["logit_max_err"] < 0.05 and half["agreement"] >= 0.99 and half["ops"] == 3
+    assert executorch_format.precision(out / "model.fp16.pte") == "fp16"
 
 
 def test_a_bundle_of_pte_files_runs_and_names_torch(executorch_export, trained_run, tmp_path):
@@ -37,7 +41,8 @@ def test_a_bundle_of_pte_files_runs_and_names_torch(executorch_export, trained_r
     bundle = make_bundle(out, tmp_path / "b", data_dir=trained_run[1], archive=False)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert {a["file"]: a["requires"] for a in manifest["artifacts"]} == {
-        "model.fp32.pte": ["executorch>=1.5", "torch"], "model.int8.pte": ["executorch>=1.5", "torch"]}
+        "model.fp32.pte": ["executorch>=1.5", "torch"], "model.int8.pte": ["executorch>=1.5", "torch"],
+        "model.fp16.pte": ["executorch>=1.5", "torch"]}
     assert "executorch>=1.5\ntorch\n" in (bundle / "requirements.txt").read_text()
     done = subprocess.run([sys.executable, "runner.py", "eval"], cwd=bundle, capture_output=True, text=True,
                           timeout=600)
