@@ -16,6 +16,9 @@ rerun after an interruption continues where it stopped:
 - bench: skipped per device when the results store already holds every (file, thread count) of this bundle on
   that device; a device that failed half-way is benched again (its finished rows stay in the store);
 - report: always rewritten (it only reads).
+
+With `ray` set, each model's chain up to the bundle is a Ray task (edgecnn/sweep.py) and this process benches the
+bundles and writes the store and the report once the tasks have ended.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ class PipelineConfig:
     artifacts_dir: str = "artifacts"
     store: str | None = None
     report_dir: str = "results/report"
+    train_only: bool = False  # stop each chain after training (`edgecnn reproduce paper-tables --train`)
+    ray: str | None = None  # None: one model after another here; else a Ray address (edgecnn/sweep.py)
+    cpus_per_task: float = 1
+    gpus_per_task: float = 0
+    workdir: str | None = None  # with ray: the folder every task runs in (shared storage on a cluster)
 
 
 @dataclass
@@ -79,6 +87,9 @@ class Hooks:
 
     def export_progress(self):
         return None
+
+    def sweep_event(self, model: str, what: str, state: dict) -> None:
+        """Called by a Ray sweep on every task state change (state: model -> queued/running/done/failed)."""
 
     def bench_tick(self, profiles, manifest, plan):
         from contextlib import nullcontext
@@ -243,6 +254,24 @@ def bench_stage(model: str, bundle: Path, config: PipelineConfig, log: StageLog,
     return errors
 
 
+def model_chain(model: str, config: PipelineConfig, log: StageLog, hooks: Hooks) -> list[Path]:
+    """One model's train -> export -> (qat) -> bundle; returns the bundles to bench (none with train_only)."""
+    hooks.stage(model, "train")
+    run = train_stage(model, config, log, hooks)
+    if config.train_only:
+        return []
+    hooks.stage(model, "export")
+    export_dir = export_stage(model, run, config, log, hooks)
+    if config.export.int8 and config.qat_above_pp is not None:
+        hooks.stage(model, "qat")
+    qat_export = qat_stage(model, run, export_dir, config, log, hooks)
+    bundles = []
+    for folder in (export_dir, qat_export) if qat_export else (export_dir,):
+        hooks.stage(model, "bundle")
+        bundles.append(bundle_stage(model, folder, config, log))
+    return bundles
+
+
 def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None) -> tuple[StageLog, ReportData, dict, list[str]]:
     """Every model through every stage, then the report. Returns (stage log, report data, report files, errors)."""
     from edgecnn.bench.store import ResultStore
@@ -253,25 +282,32 @@ def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None) -> tuple[St
     from edgecnn.runs import runs_root
 
     hooks = hooks or Hooks()
+    if config.ray is not None:
+        from edgecnn.sweep import placed
+
+        config = placed(config)  # absolute paths under the work folder, the same on every node
     models = [resolve(m) for m in config.models]  # unknown names fail here, before an hour of training
     config.dataset = dataset_info(config.dataset).name
     for device in config.devices:
         get_profile(device)  # an unknown device fails now, not after the training
-    store = ResultStore(config.store)
+    store = None if config.train_only else ResultStore(config.store)  # the driver alone writes it
     log, errors = StageLog(), []
-    for model in models:
-        hooks.stage(model, "train")
-        run = train_stage(model, config, log, hooks)
-        hooks.stage(model, "export")
-        export_dir = export_stage(model, run, config, log, hooks)
-        if config.export.int8 and config.qat_above_pp is not None:
-            hooks.stage(model, "qat")
-        qat_export = qat_stage(model, run, export_dir, config, log, hooks)
-        for folder in (export_dir, qat_export) if qat_export else (export_dir,):
-            hooks.stage(model, "bundle")
-            bundle = bundle_stage(model, folder, config, log)
-            hooks.stage(model, "bench")
-            errors += bench_stage(model, bundle, config, log, hooks, store)
+    if config.ray is None:
+        for model in models:  # each model benched as soon as its bundles exist: a long sweep keeps what it measured
+            for bundle in model_chain(model, config, log, hooks):
+                hooks.stage(model, "bench")
+                errors += bench_stage(model, bundle, config, log, hooks, store)
+    else:
+        from edgecnn.sweep import run_chains
+
+        # every chain first, then every bench from this process: the devices are reachable from here, and timing
+        # on this machine while trainings run beside it would measure the trainings
+        for model, bundles in run_chains(models, config, log, hooks).items():
+            for bundle in bundles:
+                hooks.stage(model, "bench")
+                errors += bench_stage(model, bundle, config, log, hooks, store)
+    if config.train_only:
+        return log, None, {}, errors
     hooks.stage("all", "report")
     data = collect(runs_dir=runs_root(config.runs_dir), artifacts_dir=config.artifacts_dir, store=store,
                    dataset=config.dataset, models=models, max_drop=config.max_drop)

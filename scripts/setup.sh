@@ -30,5 +30,5 @@ fi
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 # The export stack at the versions whose API sequences were checked (docs/export.md).
 .venv/bin/python -m pip install -q onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.31.1 onnxsim==0.8.1 \
-    onnxconverter-common==1.16.0 litert-torch==0.10.0 pnnx==20261020 ncnn==1.0.20261020 executorch==1.5.1
+    onnxconverter-common==1.16.0 ray==2.60.0 litert-torch==0.10.0 pnnx==20261020 ncnn==1.0.20261020 executorch==1.5.1
 .venv/bin/python -m pip install -q -e '.[dev]'

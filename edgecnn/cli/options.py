@@ -65,3 +65,14 @@ def float_list(text: str | None, option: str) -> list[float] | None:
 MeanOpt = Annotated[str | None, typer.Option("--mean", help="Model files made elsewhere: per-channel mean of x = (uint8 / 255 - mean) / std (default: the --dataset's, else 0).")]
 StdOpt = Annotated[str | None, typer.Option("--std", help="Model files made elsewhere: per-channel std (default: the --dataset's, else 1).")]
 LayoutOpt = Annotated[str | None, typer.Option("--layout", help="Model files made elsewhere: NCHW or NHWC, where the file's input shape does not tell.")]
+
+# a sweep as Ray tasks (edgecnn/sweep.py): `edgecnn pipeline` and `edgecnn reproduce paper-tables --train`
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", help="Run each model's chain as a Ray task: local (a Ray instance on this machine), auto (the cluster "
+    "this machine joined) or ray://HOST:10001.")]
+CpusPerTaskOpt = Annotated[float, typer.Option("--cpus-per-task", min=0.5, help="Cores per Ray task; its torch "
+                                                                                 "threads are set to this share.")]
+GpusPerTaskOpt = Annotated[float, typer.Option("--gpus-per-task", min=0, help="GPUs per Ray task.")]
+WorkdirOpt = Annotated[str | None, typer.Option("--workdir", help="With --ray: the folder every task runs in and "
+                                                "writes runs/ and artifacts/ to (shared storage on a cluster; "
+                                                "default: the current folder).")]

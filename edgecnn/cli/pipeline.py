@@ -16,6 +16,7 @@ from edgecnn.pipeline import Hooks, PipelineConfig
 from .console import err, out
 from .options import (CalibMethodOpt, CalibSamplesOpt, DataDirOpt, DownloadOpt, FormatsOpt, FormsOpt, GhostFp32Opt,
                       GhostInt8Opt, NcnnFallbackOpt, NoVerifyOpt, OnnxSchemeOpt, RunsDirOpt, TfliteLayoutOpt)
+from .options import CpusPerTaskOpt, GpusPerTaskOpt, RayOpt, WorkdirOpt
 from .report import MaxDropOpt, OutOpt, StoreOpt
 
 
@@ -37,6 +38,11 @@ class CliHooks(Hooks):
         from .progress import RichProgress
 
         return RichProgress()
+
+    def sweep_event(self, model: str, what: str, state: dict) -> None:
+        from edgecnn.sweep import summary
+
+        err.print(f"{model}: {what}  [{summary(state)}]", markup=False, highlight=False)
 
     def bench_tick(self, profiles, manifest, plan):
         from .progress import bench_progress
@@ -77,6 +83,10 @@ def pipeline(
     runs_dir: RunsDirOpt = None,
     exports_root: Annotated[str, typer.Option("--exports-root", help="Where exports are written.")] = "artifacts",
     store_path: StoreOpt = None,
+    ray: RayOpt = None,
+    cpus_per_task: CpusPerTaskOpt = 1,
+    gpus_per_task: GpusPerTaskOpt = 0,
+    workdir: WorkdirOpt = None,
 ) -> None:
     """Train (or reuse), export, bundle, bench and report, skipping what is already done."""
     from edgecnn.pipeline import PipelineConfig, run_pipeline
@@ -95,7 +105,8 @@ def pipeline(
                             threads=int_list(threads) if threads else None, bench_runs=runs, sample=sample,
                             max_drop=max_drop, qat_above_pp=qat_above if qat else None, qat_epochs=qat_epochs,
                             data_dir=data_dir, download=download, verify=not no_verify, runs_dir=runs_dir, artifacts_dir=exports_root,
-                            store=store_path, report_dir=out_dir)
+                            store=store_path, report_dir=out_dir, ray=ray, cpus_per_task=cpus_per_task,
+                            gpus_per_task=gpus_per_task, workdir=workdir)
     log, data, files, errors = run_pipeline(config, CliHooks())
     table = Table(title="pipeline")
     for column in ("model", "stage", "status", "detail"):
