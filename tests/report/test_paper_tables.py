@@ -32,3 +32,23 @@ def test_reproduce_cli_writes_markdown_and_json(trained_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)) == 4
     assert "## VGG-19 variants on CIFAR-100" in target.read_text()
+
+
+def test_reproduce_train_fills_the_accuracy_column_and_skips_what_is_trained(tmp_path):
+    from edgecnn.data import write_synthetic_cifar
+
+    write_synthetic_cifar(tmp_path / "data", 10, train_size=100, test_size=50, seed=3)
+    command = [sys.executable, "-m", "edgecnn", "reproduce", "paper-tables", "--train", "--models", "vgg19-exp8",
+               "--dataset", "cifar10", "--recipe", "fast", "--epochs", "1", "--data-dir", "data", "--runs-dir",
+               "runs", "--json"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = {(t["dataset"], r["model"]): r for t in json.loads(first.stdout) for r in t["rows"]}
+    trained = json.loads((tmp_path / "runs" / rows[("cifar10", "vgg19-exp8")]["run"] / "result.json").read_text())
+    assert rows[("cifar10", "vgg19-exp8")]["top1"] == 100 * trained["test_acc"]
+    assert rows[("cifar10", "resnet101-exp13")]["top1"] is None  # not asked for, not trained
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0 and "is finished" in again.stderr  # the finished run is kept, not trained again
+    bad = subprocess.run([*command[:6], "--dataset", "fashion-mnist"], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert bad.returncode != 0 and "cifar10 or cifar100" in bad.stderr and "Traceback" not in bad.stderr
