@@ -8,8 +8,9 @@
   MB across a sweep, and a folder the driver already reads is simpler and more robust than shipping them back
   through Ray's object store. The results store (SQLite, one writer) is written by the driver only: the driver
   benches the bundles once every task has ended, so nothing is timed on a machine where trainings still run.
-- Threads: a task gets `--cpus-per-task` cores (Ray reserves them) and sets torch's and OpenMP's threads to that
-  share; without it, two trainings on two cores each start two threads per core and both crawl.
+- Threads and allocator: a task gets `--cpus-per-task` cores (Ray reserves them) and sets torch's and OpenMP's
+  threads to that share (without it, two trainings on two cores each start two threads per core and both crawl);
+  its worker starts with tcmalloc preloaded, as `edgecnn train` runs (edgecnn/malloc.py).
 - A task that fails (an exception, or its worker dying) becomes a `task failed` row; the others go on. Rerunning
   the command skips what is finished, as the serial pipeline does.
 - Progress: one line per task state change (queued, running, each stage, done, failed) and a summary line.
@@ -66,6 +67,7 @@ def chain_task(model: str, config, threads: int, events) -> tuple[list, list[str
     from edgecnn.pipeline import StageLog, model_chain
 
     os.chdir(config.workdir)
+    os.environ.pop("LD_PRELOAD", None)  # tcmalloc is loaded in this worker; what it starts keeps its own allocator
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     events.put((model, "running"))
@@ -126,7 +128,7 @@ def run_chains(models: list[str], config, log, hooks) -> dict[str, list[Path]]:
         events = Queue(actor_options={"num_cpus": 0})
         threads = max(1, int(config.cpus_per_task))
         remote = ray.remote(chain_task).options(num_cpus=config.cpus_per_task, num_gpus=config.gpus_per_task,
-                                                max_retries=0)
+                                                max_retries=0, runtime_env={"env_vars": _worker_env(threads)})
         pending = {remote.remote(model, config, threads, events): model for model in models}
         state = {model: "queued" for model in models}
         for model in models:
@@ -153,6 +155,19 @@ def run_chains(models: list[str], config, log, hooks) -> dict[str, list[Path]]:
         return bundles
     finally:
         ray.shutdown()
+
+
+def _worker_env(threads: int) -> dict[str, str]:
+    """The environment a task's worker starts with: its thread share, and tcmalloc preloaded as `edgecnn train`
+    runs (edgecnn/malloc.py) - an allocator cannot be swapped once a process runs, and under glibc the same
+    trainings ran about a third slower."""
+    from edgecnn.malloc import preload_env
+
+    env = {"OMP_NUM_THREADS": str(threads)}
+    preloaded = preload_env({})
+    if preloaded:
+        env["LD_PRELOAD"] = preloaded["LD_PRELOAD"]
+    return env
 
 
 def _drain(events, state: dict, hooks) -> None:

@@ -114,6 +114,8 @@ def pipeline(
     for entry in log.entries:
         table.add_row(*entry)
     out.print(table)
+    if data.deployment:
+        out.print(files_table(data.deployment))
     for line in recommendation_lines(data.recommendations):
         out.print(line, markup=False, highlight=False)
     out.print(f"report: {files['report.html']} (also report.md, CSV, JSON, PNGs)", markup=False, highlight=False)
@@ -121,3 +123,18 @@ def pipeline(
         print(f"edgecnn: error: {one_line(error)}", file=sys.stderr)
     if errors or any(status == "failed" for _, _, status, _ in log.entries):
         raise typer.Exit(1)
+
+
+def files_table(rows: list[dict]) -> Table:
+    """One row per measured file and thread count: what the report's deployment table holds, for the console."""
+    table = Table(title="files: test accuracy through each runtime, p50 and peak memory on the device")
+    for column in ("device", "model", "file", "threads", "test accuracy %", "p50 ms", "peak MiB"):
+        table.add_column(column, justify="right" if column in ("threads", "test accuracy %", "p50 ms", "peak MiB")
+                         else "left")
+    for row in rows:
+        accuracy = row["test_acc"]  # the whole test split through the file's runtime (not the device's sample)
+        table.add_row(row["device"], row["model"], row["file"], str(row["threads"] or "-"),
+                      "-" if accuracy is None else f"{100 * accuracy:.2f}",
+                      "-" if row["p50_ms"] is None else f"{row['p50_ms']:.3f}",
+                      "-" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:.1f}")
+    return table

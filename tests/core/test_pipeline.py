@@ -128,6 +128,9 @@ def test_a_timm_model_and_a_users_factory_go_through_the_pipeline_into_one_repor
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = ResultStore(tmp_path / "bench.sqlite").rows()
+    # the closing per-file table (test accuracy, p50, peak memory) comes before the recommendation
+    assert result.stdout.index("peak MiB") < result.stdout.index("report:")
+    assert "model.fp32.onnx" in result.stdout and "model.int8.onnx" in result.stdout
     models = {r["model"] for r in rows}
     assert models == {"timm:test_resnet", f"{tmp_path / 'my_net.py'}:build"}, models
     for model in models:
