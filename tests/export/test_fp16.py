@@ -1,11 +1,10 @@
 """fp16 files: ONNX (onnxconverter-common), TFLite (ai-edge-quantizer float casting) and ncnn (float16 weight
-blocks) converted from the fp32 file, each measured through its runtime like every other row; the bundle's runner
-runs them. ExecuTorch's fp16 row is checked with its own export (tests/export/test_executorch_format.py)."""
+blocks) converted from the fp32 file, each measured through its runtime like every other row (the export measures
+every file through the same runner a bundle ships). ExecuTorch's fp16 row is checked with its own export, and a
+bundle's runner with its files (tests/export/test_executorch_format.py)."""
 
 import json
 import struct
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -13,7 +12,6 @@ import onnx
 import pytest
 
 from edgecnn.export import ncnn_format
-from edgecnn.export.bundle import make_bundle
 from edgecnn.export.pipeline import ExportOptions, export_checkpoint
 from edgecnn.export.runner import open_model
 from edgecnn.export.tflite import count_ops
@@ -76,14 +74,3 @@ def test_the_runner_turns_ncnn_fp16_on_only_for_fp16_files(fp16_export):
     half, full = open_model(str(out / "model.fp16.ncnn")), open_model(str(out / "model.fp32.ncnn"))
     assert half.net.opt.use_fp16_storage and half.net.opt.use_fp16_arithmetic and not half.net.opt.use_bf16_storage
     assert not (full.net.opt.use_fp16_storage or full.net.opt.use_fp16_arithmetic or full.net.opt.use_bf16_storage)
-
-
-def test_a_bundle_of_fp16_files_runs_on_the_runner(fp16_export, trained_run, tmp_path):
-    report, out = fp16_export
-    bundle = make_bundle(out, tmp_path / "b", data_dir=trained_run[1], archive=False)
-    done = subprocess.run([sys.executable, "runner.py", "eval"], cwd=bundle, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr
-    measured = {r["file"]: r["accuracy"] for r in json.loads(done.stdout)["results"]}
-    assert {"model.fp16.onnx", "model.fp16.tflite", "model.fp16.ncnn"} <= set(measured)
-    assert measured == pytest.approx({a["file"]: a["accuracy"] for a in report["artifacts"] if a["file"]}, abs=1e-12)

@@ -34,7 +34,7 @@ def test_reproduce_cli_writes_markdown_and_json(trained_run, tmp_path):
     assert "## VGG-19 variants on CIFAR-100" in target.read_text()
 
 
-def test_reproduce_train_fills_the_accuracy_column_and_skips_what_is_trained(tmp_path):
+def test_reproduce_train_fills_the_accuracy_column(tmp_path):  # reruns skip: tests/core/test_sweep.py
     from edgecnn.data import write_synthetic_cifar
 
     write_synthetic_cifar(tmp_path / "data", 10, train_size=100, test_size=50, seed=3)
@@ -47,8 +47,6 @@ def test_reproduce_train_fills_the_accuracy_column_and_skips_what_is_trained(tmp
     trained = json.loads((tmp_path / "runs" / rows[("cifar10", "vgg19-exp8")]["run"] / "result.json").read_text())
     assert rows[("cifar10", "vgg19-exp8")]["top1"] == 100 * trained["test_acc"]
     assert rows[("cifar10", "resnet101-exp13")]["top1"] is None  # not asked for, not trained
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert again.returncode == 0 and "is finished" in again.stderr  # the finished run is kept, not trained again
     bad = subprocess.run([*command[:6], "--dataset", "fashion-mnist"], capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
     assert bad.returncode != 0 and "cifar10 or cifar100" in bad.stderr and "Traceback" not in bad.stderr
