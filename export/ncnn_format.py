@@ -29,6 +29,7 @@ import json
 import struct
 import subprocess
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +227,9 @@ def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int) -> dict
     example = torch.zeros(1, in_chans, 32, 32)
     with tempfile.TemporaryDirectory(prefix="edgecnn-pnnx-") as tmp:
         traced = Path(tmp) / "model.pt"
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # pnnx reads TorchScript; torch's deprecation notice for it is nothing a user of this export can act on
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
             torch.jit.trace(model, example, check_trace=False).save(str(traced))
         outputs = {key: str(Path(tmp) / name) for key, name in (
             ("ncnnparam", "m.param"), ("ncnnbin", "m.bin"), ("pnnxparam", "m.pnnx.param"), ("pnnxbin", "m.pnnx.bin"),

@@ -192,8 +192,9 @@ class LiteRTBackend(Backend):
         Interpreter = import_runtime(".tflite", path).Interpreter
 
         def load():
-            interpreter = Interpreter(model_path=path, num_threads=threads or os.cpu_count() or 1)
-            interpreter.allocate_tensors()
+            with silenced_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every load
+                interpreter = Interpreter(model_path=path, num_threads=threads or os.cpu_count() or 1)
+                interpreter.allocate_tensors()
             return interpreter
 
         self.interpreter = self._load(path, self.runtime, load)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -67,8 +68,19 @@ def _example(in_chans: int, layout: str, batch: int = 1) -> torch.Tensor:
 
 
 def _quiet() -> None:
-    """litert-torch prints a task tree to stdout through its own rich console; edgecnn shows its own progress."""
-    import litert_torch.progress
+    """Imports litert-torch without the log lines nobody can act on: its TensorFlow core logs at load (absl's
+    pre-init notice, oneDNN's round-off notice: C++, fd 2, so only an fd-level redirect around the import stops
+    them) and on every conversion (TF_CPP_MIN_LOG_LEVEL), torch's pytree deprecation notice for a torchao enum, and
+    litert-torch's own task tree on stdout (its rich console). Errors still raise."""
+    import logging
+
+    from .runner import silenced_stderr
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    with silenced_stderr():
+        import litert_torch
+        import litert_torch.progress
 
     litert_torch.progress.console.quiet = True
 
@@ -81,9 +93,9 @@ def _write(edge_model, path: str | Path) -> None:
 
 
 def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int, layout: str = "NHWC") -> dict:
+    _quiet()
     import litert_torch
 
-    _quiet()
     edge = litert_torch.convert(_for_layout(model, layout), (_example(in_chans, layout),))
     _write(edge, path)
     return {"batch": 1, "layout": layout, "input_dtype": "float32"}
@@ -92,12 +104,12 @@ def export_fp32(model: torch.nn.Module, path: str | Path, in_chans: int, layout:
 def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibration: np.ndarray,
                 on_batch=None, layout: str = "NHWC") -> dict:
     """Full int8 file of `model`, calibrated on `calibration` (float32 NCHW, normalized, as the runner feeds)."""
+    _quiet()
     import litert_torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    _quiet()
     model = _for_layout(copy.deepcopy(model), layout)
     batch = torch.export.Dim("batch", min=1, max=4096)
     graph = torch.export.export(model, (_example(in_chans, layout, 2),), dynamic_shapes=({0: batch},),
@@ -124,7 +136,8 @@ def convert_fp16(fp32_path: str | Path, path: str | Path, layout: str = "NHWC") 
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints a size summary of its own
+    # it prints a size summary on stdout and tqdm bars on stderr of its own; edgecnn shows its own progress
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         session = quantizer.Quantizer(str(fp32_path))
         session.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                        num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
