@@ -302,7 +302,7 @@ def run_pipeline(config: PipelineConfig, hooks: Hooks | None = None) -> tuple[St
 
         # every chain first, then every bench from this process: the devices are reachable from here, and timing
         # on this machine while trainings run beside it would measure the trainings
-        for model, bundles in run_chains(models, config, log, hooks).items():
+        for model, bundles in run_chains(models, config, log, hooks, model_chain).items():
             for bundle in bundles:
                 hooks.stage(model, "bench")
                 errors += bench_stage(model, bundle, config, log, hooks, store)

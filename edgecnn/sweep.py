@@ -60,20 +60,20 @@ class _TaskHooks:
         return None
 
 
-def chain_task(model: str, config, threads: int, events) -> tuple[list, list[str], str | None]:
-    """Runs in a Ray worker: (stage log entries, bundle folders, error line or None)."""
+def chain_task(chain, log_type, model: str, config, threads: int, events) -> tuple[list, list[str], str | None]:
+    """Runs in a Ray worker: chain(model, config, log, hooks) -> bundles, as the serial pipeline calls it (passed
+    in, so this module does not import the pipeline that imports it). Returns (stage log entries, bundle folders,
+    error line or None)."""
     import torch
-
-    from edgecnn.pipeline import StageLog, model_chain
 
     os.chdir(config.workdir)
     os.environ.pop("LD_PRELOAD", None)  # tcmalloc is loaded in this worker; what it starts keeps its own allocator
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     events.put((model, "running"))
-    log = StageLog()
+    log = log_type()
     try:
-        bundles = model_chain(model, config, log, _TaskHooks(model, events))
+        bundles = chain(model, config, log, _TaskHooks(model, events))
     except Exception as error:  # noqa: BLE001 - a failed chain is a row of the closing table, not the sweep's end
         return log.entries, [], describe_error(error, 300)
     return log.entries, [str(b) for b in bundles], None
@@ -118,9 +118,9 @@ def _listening(hostport: str, timeout: float = 5.0) -> bool:
         return False
 
 
-def run_chains(models: list[str], config, log, hooks) -> dict[str, list[Path]]:
-    """Every model's chain as a Ray task; each task's stage rows go into `log`, a failed task's as a `task`
-    row. Returns model -> bundle folders of the chains that finished."""
+def run_chains(models: list[str], config, log, hooks, chain) -> dict[str, list[Path]]:
+    """`chain` (edgecnn.pipeline.model_chain) of every model as a Ray task; each task's stage rows go into `log`,
+    a failed task's as a `task` row. Returns model -> bundle folders of the chains that finished."""
     ray = connect(config.ray)
     try:
         from ray.util.queue import Queue
@@ -129,7 +129,7 @@ def run_chains(models: list[str], config, log, hooks) -> dict[str, list[Path]]:
         threads = max(1, int(config.cpus_per_task))
         remote = ray.remote(chain_task).options(num_cpus=config.cpus_per_task, num_gpus=config.gpus_per_task,
                                                 max_retries=0, runtime_env={"env_vars": _worker_env(threads)})
-        pending = {remote.remote(model, config, threads, events): model for model in models}
+        pending = {remote.remote(chain, type(log), model, config, threads, events): model for model in models}
         state = {model: "queued" for model in models}
         for model in models:
             hooks.sweep_event(model, "queued", state)

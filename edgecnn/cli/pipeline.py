@@ -108,12 +108,7 @@ def pipeline(
                             store=store_path, report_dir=out_dir, ray=ray, cpus_per_task=cpus_per_task,
                             gpus_per_task=gpus_per_task, workdir=workdir)
     log, data, files, errors = run_pipeline(config, CliHooks())
-    table = Table(title="pipeline")
-    for column in ("model", "stage", "status", "detail"):
-        table.add_column(column)
-    for entry in log.entries:
-        table.add_row(*entry)
-    out.print(table)
+    out.print(stage_table(log, "pipeline"))
     if data.deployment:
         out.print(files_table(data.deployment))
     for line in recommendation_lines(data.recommendations):
@@ -123,6 +118,16 @@ def pipeline(
         print(f"edgecnn: error: {one_line(error)}", file=sys.stderr)
     if errors or any(status == "failed" for _, _, status, _ in log.entries):
         raise typer.Exit(1)
+
+
+def stage_table(log, title: str) -> Table:
+    """The closing table: what each stage (or Ray task) of each model did."""
+    table = Table(title=title)
+    for column in ("model", "stage", "status", "detail"):
+        table.add_column(column)
+    for entry in log.entries:
+        table.add_row(*entry)
+    return table
 
 
 def files_table(rows: list[dict]) -> Table:

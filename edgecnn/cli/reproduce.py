@@ -58,13 +58,11 @@ def _train_variants(dataset, models, recipe, epochs, data_dir, download, ray, cp
                     workdir, runs_dir) -> tuple[str | None, bool]:
     """Train the variants without a finished run (the pipeline's train stage, serially or as Ray tasks); a
     variant that fails is a row of the table printed here. Returns (the runs folder, whether one failed)."""
-    from rich.table import Table
-
     from edgecnn.compress.zoo.paper import PUBLISHED
     from edgecnn.errors import EdgecnnError
     from edgecnn.pipeline import PipelineConfig, run_pipeline
 
-    from .pipeline import CliHooks
+    from .pipeline import CliHooks, stage_table
 
     classes = {"cifar10": 10, "cifar100": 100}.get(dataset.lower().replace("-", ""))
     if classes is None:
@@ -75,12 +73,7 @@ def _train_variants(dataset, models, recipe, epochs, data_dir, download, ray, cp
                             download=download, runs_dir=runs_dir, train_only=True, ray=ray,
                             cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, workdir=workdir)
     log, _, _, _ = run_pipeline(config, CliHooks())
-    table = Table(title="training")
-    for column in ("model", "stage", "status", "detail"):
-        table.add_column(column)
-    for entry in log.entries:
-        table.add_row(*entry)
-    err.print(table)
+    err.print(stage_table(log, "training"))
     if ray:
         from edgecnn.sweep import placed
 

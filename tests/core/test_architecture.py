@@ -21,7 +21,7 @@ LAYERS = [
     ("devices", ("edgecnn.devices",)),
     ("bench", ("edgecnn.bench",)),
     ("report", ("edgecnn.report",)),
-    ("top", ("edgecnn.pipeline", "edgecnn.cli", "edgecnn.__main__")),
+    ("top", ("edgecnn.pipeline", "edgecnn.sweep", "edgecnn.cli", "edgecnn.__main__")),
 ]
 
 
