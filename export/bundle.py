@@ -318,3 +318,28 @@ channel-last NHWC for TFLite files; manifest.json says per file) and quantizes t
 |---|---|---|---|
 {rows}
 """
+
+
+def bundles_of(export_dir: str | Path) -> list[Path]:
+    """The bundle folders made from an export folder (bundle/, bundle-<device>/) whose manifest exists."""
+    return sorted(path.parent for path in Path(export_dir).glob("bundle*/manifest.json"))
+
+
+def check_replaceable(export_dir: str | Path, force: bool) -> None:
+    """Refuse to export into a folder whose files a bundle (and so any bench row of it) refers to, unless
+    `force` (the caller then removes those bundles with remove_bundles once the new files are written; until
+    then the old bundles' sha256 lists refuse the changed files)."""
+    bundles = bundles_of(export_dir)
+    if bundles and not force:
+        raise EdgecnnError(f"{export_dir} already holds an export with a bundle ({bundles[0].name}/), and bench "
+                           "results refer to its files: --force replaces them (the report then leaves the old "
+                           "measurements out), --out DIR exports elsewhere")
+
+
+def remove_bundles(export_dir: str | Path) -> None:
+    """Remove every bundle folder (and its archive) of an export folder whose files were replaced."""
+    import shutil
+
+    for folder in bundles_of(export_dir):
+        shutil.rmtree(folder)
+        Path(f"{folder}.tar.gz").unlink(missing_ok=True)

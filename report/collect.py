@@ -94,7 +94,7 @@ def _bundle_index(artifacts_dir: Path) -> dict[str, dict]:
     from edgecnn.export.record import ExportRecord
 
     index = {}
-    for manifest_path in sorted(artifacts_dir.glob("*/bundle/manifest.json")) if artifacts_dir.is_dir() else []:
+    for manifest_path in sorted(artifacts_dir.glob("*/bundle*/manifest.json")) if artifacts_dir.is_dir() else []:
         try:
             manifest, export = Manifest.read(manifest_path.parent), ExportRecord.read(manifest_path.parent.parent)
         except EdgecnnError:
@@ -102,6 +102,7 @@ def _bundle_index(artifacts_dir: Path) -> dict[str, dict]:
         reference = export.reference
         index[manifest.bundle_id] = {
             "export": export.folder.name, "run_dir": str(Path(export.checkpoint).parent),
+            "model": export.model, "dataset": export.dataset,
             "files": {a.file: asdict(a) for a in export.artifacts if a.file},
             "pytorch": asdict(reference) if reference else None}
     return index
@@ -141,8 +142,15 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
 
     bundles = _bundle_index(artifacts_dir)
     newest: dict[tuple, dict] = {}
+    # a bundle of a model whose export folder now holds another bundle was replaced (export --force, a pipeline
+    # that exported again): its files are gone, so its measurements are left out rather than shown as stale rows
+    bundled = {(entry["model"], entry["dataset"]) for entry in bundles.values()}
+    superseded = 0
     for row in store.rows() if store is not None else []:
         if row["status"] != "ok" or not wanted(row["model"], row["dataset"]):  # failed files have no numbers
+            continue
+        if row["bundle"] not in bundles and (row["model"], row["dataset"]) in bundled:
+            superseded += 1
             continue
         newest[(row["device"], row["bundle"], row["file"] or row["format"], row["threads"])] = row  # ids ascend
     for row in newest.values():
@@ -169,7 +177,8 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
     report.recommendations = recommend(report.deployment, max_drop, real_boards())
     report.sources = {"runs": str(runs_dir), "artifacts": str(artifacts_dir),
                       "store": str(store.path) if store is not None else None,
-                      "store_sha256": sha256_file(store.path) if store is not None and store.path.is_file() else None}
+                      "store_sha256": sha256_file(store.path) if store is not None and store.path.is_file() else None,
+                      "superseded_measurements": superseded}
     return report
 
 

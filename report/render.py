@@ -142,6 +142,12 @@ th{background:#f0f0f0}td:nth-child(-n+3){text-align:left}img{max-width:100%;bord
 .rec{background:#eef7ee;border-left:4px solid #3a3;padding:.5em 1em}.note{color:#555;font-size:13px}"""
 
 
+def _superseded_note(data) -> str:
+    count = data.sources.get("superseded_measurements") or 0
+    return (f" {count} older measurements of bundles that were since replaced (their files no longer exist) are "
+            "left out." if count else "")
+
+
 def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str, str]:
     """(markdown, html) of the whole report."""
     stamp = time.strftime("%Y-%m-%d %H:%M")
@@ -150,7 +156,8 @@ def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str,
     md = [f"# {title}\n", f"edgecnn {__version__}, {stamp}. Sources: {data.sources.get('runs')}, "
           f"{data.sources.get('artifacts')}, {data.sources.get('store')}.\n",
           f"## Recommendation (cheapest file within {data.max_drop:g} pp of the best accuracy)\n",
-          *[f"- {line}" for line in recommendations], "", "## Deployment\n", _md_table(*deployment), NOTES + "\n",
+          *[f"- {line}" for line in recommendations], "", "## Deployment\n", _md_table(*deployment),
+          NOTES + _superseded_note(data) + "\n",
           "## Cost on the Raspberry Pi CPUs (emulated: aarch64 instructions per inference, one thread)\n",
           _md_table(*arm), "## Accuracy\n", _md_table(*accuracy)]
     if data.bits:
@@ -160,7 +167,8 @@ def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str,
             f"<p class='note'>edgecnn {__version__}, {stamp}.</p>",
             f"<h2>Recommendation (cheapest file within {data.max_drop:g} pp of the best accuracy)</h2>",
             *[f"<p class='rec'>{html.escape(line)}</p>" for line in recommendations],
-            "<h2>Deployment</h2>", _html_table(*deployment, "deployment"), f"<p class='note'>{html.escape(NOTES)}</p>",
+            "<h2>Deployment</h2>", _html_table(*deployment, "deployment"),
+            f"<p class='note'>{html.escape(NOTES + _superseded_note(data))}</p>",
             "<h2>Cost on the Raspberry Pi CPUs (emulated: aarch64 instructions per inference, one thread)</h2>",
             _html_table(*arm, "arm-cost"), "<h2>Accuracy</h2>", _html_table(*accuracy, "accuracy")]
     if data.bits:

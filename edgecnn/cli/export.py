@@ -75,6 +75,8 @@ def export(
     threads: Annotated[int | None, typer.Option(min=1, help="Runtime threads while measuring accuracy.")] = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (default artifacts/<run name>).")] = None,
     which: Annotated[str, typer.Option(help="best or last checkpoint of a run.")] = "best",
+    force: Annotated[bool, typer.Option("--force", help="Replace an export whose bundle exists (its bench rows "
+                                        "then drop out of the report).")] = False,
     make_bundle: Annotated[bool, typer.Option("--bundle/--no-bundle",
                                               help="Also write <out>/bundle and bundle.tar.gz.")] = True,
     data_dir: DataDirOpt = None,
@@ -103,7 +105,14 @@ def export(
         model = None  # the derived run names its model itself
     if out_dir is None:
         out_dir = str(Path("artifacts") / _run_name(path))
+    from edgecnn.export.bundle import check_replaceable
+
+    check_replaceable(out_dir, force)  # never replace files a bundle and its bench rows refer to without --force
     report = export_checkpoint(path, out_dir, options, data_dir=data_dir, model_name=model, progress=RichProgress())
+    if force:
+        from edgecnn.export.bundle import remove_bundles
+
+        remove_bundles(out_dir)  # they list the replaced files; the new bundle is built below
     if as_json:
         print(json.dumps(report, indent=2))
     else:

@@ -1,6 +1,7 @@
 """`edgecnn export` from the command line: the table, export.json, and one-line errors for user mistakes."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -74,3 +75,21 @@ def test_user_mistakes_are_one_line_errors(args, message, tmp_path):
     assert result.stderr.strip() == f"edgecnn: error: {message.replace('{tmp}', str(tmp_path))}" or \
         (result.stderr.startswith("edgecnn: error: ") and message.replace("{tmp}", str(tmp_path)) in result.stderr
          and len(result.stderr.strip().splitlines()) == 1)
+
+
+def test_an_export_with_a_bundle_is_replaced_only_with_force(trained_run, tmp_path):
+    run, data_dir = trained_run
+    args = ("export", "--run", run.path, "--data-dir", data_dir, "--formats", "onnx", "--forms", "op-minimal",
+            "--out", tmp_path / "out")
+    first = edgecnn(*args)
+    assert first.returncode == 0, first.stderr
+    manifest = tmp_path / "out" / "bundle" / "manifest.json"
+    before = {path: path.stat().st_mtime_ns for path in (tmp_path / "out").rglob("*") if path.is_file()}
+    refused = edgecnn(*args)
+    assert refused.returncode == 2 and "--force replaces them" in refused.stderr and "Traceback" not in refused.stderr
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "out").rglob("*") if path.is_file()} == before
+    (tmp_path / "out" / "bundle-rpi4").mkdir()  # a device bundle of the same files goes with them
+    shutil.copy(manifest, tmp_path / "out" / "bundle-rpi4" / "manifest.json")
+    forced = edgecnn(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert manifest.stat().st_mtime_ns > before[manifest] and not (tmp_path / "out" / "bundle-rpi4").exists()

@@ -160,3 +160,21 @@ def test_a_bit_width_sweep_is_drawn_as_curves_and_kept_out_of_the_accuracy_table
     both_8 = next(r for r in rows if r["target"] == "both" and r["bits"] == 8)
     assert f"{100 * both_8['top1']:.2f} / {100 * both_8['top5']:.2f}" in markdown
     assert json.loads(files["report.json"].read_text())["bits"][0]["run"] == "sweep"
+
+
+def test_measurements_of_a_replaced_bundle_are_left_out_and_said(pipeline_folder, tmp_path):
+    """After an export replaced a bundle, its old bench rows name a bundle that no longer exists: the report
+    leaves them out (and says how many); a row of a model with no bundle here at all stays."""
+    store_path = tmp_path / "bench.sqlite"
+    shutil.copy(pipeline_folder / "results" / "bench.sqlite", store_path)
+    store = ResultStore(store_path)
+    [current, *_] = store.rows()
+    store.add({**current, "row_id": None, "bundle": "vgg19-exp8-000000000000", "p50_ms": 99.0})  # replaced
+    store.add({**current, "row_id": None, "model": "elsewhere", "bundle": "elsewhere-111111111111"})  # foreign
+    data = collect(runs_dir=pipeline_folder / "runs", artifacts_dir=pipeline_folder / "artifacts", store=store,
+                   max_drop=1.0)
+    assert data.sources["superseded_measurements"] == 1
+    assert all(row["p50_ms"] != 99.0 for row in data.deployment)
+    assert sum(row["model"] == "elsewhere" for row in data.deployment) == 1
+    files = write_report(data, tmp_path / "report")
+    assert "1 older measurements of bundles that were since replaced" in files["report.md"].read_text()
