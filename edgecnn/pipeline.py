@@ -143,7 +143,10 @@ def _export_is_current(folder: Path, checkpoint: Path, config: PipelineConfig) -
     def files_made_by(options: dict) -> dict:  # threads only says how the accuracy was measured
         return {k: v for k, v in options.items() if k != "threads"}
 
+    # a record written before an option existed made its files with that option's default (fp16: none)
+    defaults = json.loads(json.dumps(asdict(ExportOptions())))
     wanted = json.loads(json.dumps(asdict(config.export)))  # tuples as the JSON record holds them
+    record.options = {**defaults, **record.options}
     return (record.complete and files_made_by(record.options) == files_made_by(wanted)
             and record.path.stat().st_mtime >= checkpoint.stat().st_mtime
             and all(a.ok for a in record.artifacts) and all((folder / a.file).is_file() for a in record.files()))

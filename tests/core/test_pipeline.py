@@ -145,3 +145,23 @@ def test_a_timm_model_and_a_users_factory_go_through_the_pipeline_into_one_repor
         assert len(made) == 2 and all(a.ok and a.accuracy is not None for a in made), made
     page = (tmp_path / "report" / "report.md").read_text()
     assert "timm:test_resnet" in page and "my_net" in page
+
+
+def test_an_export_recorded_before_an_option_existed_is_still_current(pipeline_folder, tmp_path):
+    """export.json written before --fp16 existed has no "fp16" option: its files were made with the default, so
+    the pipeline keeps them rather than exporting again; asking for fp16 files does export again."""
+    import shutil
+    from dataclasses import replace
+
+    from edgecnn.export.options import ExportOptions
+    from edgecnn.pipeline import PipelineConfig, _export_is_current
+
+    folder = tmp_path / "export"
+    shutil.copytree(pipeline_folder / "artifacts" / "vgg19-exp8-cifar10-pipeline", folder)
+    record = json.loads((folder / "export.json").read_text())
+    del record["options"]["fp16"]
+    (folder / "export.json").write_text(json.dumps(record))
+    checkpoint = pipeline_folder / "runs" / "vgg19-exp8-cifar10-pipeline" / "best.pt"
+    config = PipelineConfig(export=ExportOptions(formats=("onnx",), int8=True, calib_samples=100))
+    assert _export_is_current(folder, checkpoint, config)
+    assert not _export_is_current(folder, checkpoint, replace(config, export=replace(config.export, fp16=True)))
