@@ -160,8 +160,10 @@ def _bench_device(profile, folder, manifest, plan, store, session, outcome, tick
     remote = transport.put_bundle(folder, name)
     sample = plan.sample or profile.sample
 
-    def runner(*args: str):
-        argv = [transport.python, "runner.py", "--exit-on-eof", *args]
+    json_flag = manifest.json_flag()
+
+    def runner(command: str, *args: str):
+        argv = [transport.python, "runner.py", "--exit-on-eof", command, *json_flag, *args]
         return transport.run(argv, cwd=remote, timeout=plan.timeout, hold_stdin=True)
 
     for artifact in artifacts:

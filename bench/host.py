@@ -20,7 +20,7 @@ RUNNER = Path(runner.__file__)
 def run_once(path: str | Path, threads: int, *, batch: int = 1, runs: int = 200, warmup: int = 30,
              layout: str | None = None, timeout: float = 600) -> dict:
     """One fresh runner process timing `path`; layout None = the file's own (the runner reads it off the file)."""
-    command = [sys.executable, str(RUNNER), "bench", str(path), "--threads", str(threads), "--batch", str(batch),
+    command = [sys.executable, str(RUNNER), "bench", "--json", str(path), "--threads", str(threads), "--batch", str(batch),
                "--runs", str(runs), "--warmup", str(warmup), *(["--layout", layout] if layout else [])]
     return execute(command, timeout=timeout, what=f"timing {path}").json_result(f"timing {path}")
 

@@ -48,16 +48,21 @@ class SshTransport(Transport):
         self.connect_timeout = connect_timeout
 
     def _ssh(self) -> list[str]:
-        command = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-                   "-o", f"ConnectTimeout={self.connect_timeout}",
-                   "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
-        if os.environ.get("EDGECNN_SSH_CONFIG"):
-            command += ["-F", os.environ["EDGECNN_SSH_CONFIG"]]
+        return ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"ConnectTimeout={self.connect_timeout}",
+                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", *self._destination()]
+
+    def _destination(self) -> list[str]:
+        """ssh's options naming the device: the config file in use, port and user overrides, the host."""
+        options = ["-F", os.environ["EDGECNN_SSH_CONFIG"]] if os.environ.get("EDGECNN_SSH_CONFIG") else []
         if self.profile.ssh_port:
-            command += ["-p", str(self.profile.ssh_port)]
+            options += ["-p", str(self.profile.ssh_port)]
         if self.profile.ssh_user:
-            command += ["-l", self.profile.ssh_user]
-        return command + ["--", self.profile.ssh_host]
+            options += ["-l", self.profile.ssh_user]
+        return options + ["--", self.profile.ssh_host]
+
+    def login(self) -> list[str]:
+        return ["ssh", *(a for a in self._destination() if a != "--")]
 
     def run_shell(self, script: str, *, timeout: float = 120, stdin: bytes | None = None,
                   hold_stdin: bool = False) -> Result:
@@ -84,7 +89,7 @@ class SshTransport(Transport):
         once complete."""
         if not name or name.startswith(".") or "/" in name:
             raise EdgecnnError(f"bundle name {name!r} cannot be a folder name on the device")
-        workdir = self.profile.workdir or "~/edgecnn-bench"
+        workdir = self.workdir
         target = f"{workdir.rstrip('/')}/{name}"
         final = quote_remote(target)
         present = self.run_shell(f"cd {final} && {shlex.quote(self.python)} runner.py verify", timeout=300)

@@ -18,6 +18,10 @@ from edgecnn.errors import EdgecnnError
 from .profiles import DeviceProfile
 
 
+#: where bundles go on a device whose profile names no work folder
+DEFAULT_WORKDIR = "~/edgecnn-bench"
+
+
 class DeviceLost(EdgecnnError):
     """The device itself cannot be reached (not one file failing on it): benching it stops, the others go on."""
 
@@ -56,9 +60,21 @@ class Transport(ABC):
         """Run one program with arguments on the device (never through a shell unquoted). With hold_stdin, its
         stdin stays open until it ends, so a program run with `runner.py --exit-on-eof` stops if we go away."""
 
+    @property
+    def workdir(self) -> str:
+        return self.profile.workdir or DEFAULT_WORKDIR
+
     @abstractmethod
     def put_bundle(self, folder: Path, name: str) -> str:
-        """Make a verified bundle folder available on the device; returns its path there."""
+        """Make a verified bundle folder available on the device for a bench; returns its path there."""
+
+    def install_bundle(self, folder: Path, name: str) -> str:
+        """Put a bundle into the device's work folder to stay (`edgecnn deploy`); returns its path there."""
+        return self.put_bundle(folder, name)
+
+    def login(self) -> list[str]:
+        """The command that opens a shell on the device from here (none: it is this machine)."""
+        return []
 
 
 def execute(command: list[str], *, timeout: float, what: str, stdin: bytes | None = None,

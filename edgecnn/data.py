@@ -64,6 +64,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     folder: str  # what --data-dir must contain
     source: str
+    padded_from: tuple[int, int] | None = None  # native size that loading pads to 32x32 (predict pads it the same)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -74,7 +75,7 @@ DATASETS: dict[str, DatasetInfo] = {
                             "cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar.html"),
     # measured on the 60k training images after padding to 32x32
     "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, (0.2190,), (0.3318,), "FashionMNIST/raw",
-                                 "Debian package dataset-fashion-mnist, or torchvision.datasets.FashionMNIST"),
+                                 "Debian package dataset-fashion-mnist, or torchvision.datasets.FashionMNIST", (28, 28)),
 }
 
 

@@ -6,6 +6,7 @@
       model.*.onnx|tflite  the files `edgecnn export` wrote and measured
       labels.txt         one class name per line, in logit order
       sample_images.npy  uint8 (N, C, 32, 32) test images and sample_labels.npy: on-device accuracy
+      example.pgm|ppm    the first sample image, for trying `runner.py predict` on the device
       requirements.txt   what the device needs
       runner.py          export/runner.py: verifies the hashes, then predict / eval / bench
       README.md
@@ -21,7 +22,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from edgecnn.io import atomic_write_bytes, atomic_write_text, folder_lock, sha25
 from . import runner
 from .record import ExportRecord
 
-BUNDLE_FORMAT = "edgecnn-bundle/1"
+BUNDLE_FORMAT = "edgecnn-bundle/2"  # 2: the runner prints tables, JSON with --json; example image; pad_from
 #: images in the sample of a bundle without a dataset (random inputs: latency and cross-device agreement only)
 UNLABELLED_SAMPLE = 100
 #: what a device installs to run a file of each kind (the runner's Backend for that suffix)
@@ -90,15 +91,20 @@ def _make_bundle(record: ExportRecord, artifacts: list, data, out_dir: Path, sam
     (staging / "labels.txt").write_text("".join(f"{name}\n" for name in described["classes"]))
     (staging / "requirements.txt").write_text(requirements(a.file for a in artifacts))
     shutil.copyfile(runner.__file__, staging / "runner.py")
-    (staging / "README.md").write_text(_readme(record, artifacts, count))
+    example = _write_example(staging, images[0])
+    (staging / "README.md").write_text(_readme(record, artifacts, count, example, out_dir.name))
 
     manifest = {
         "format": BUNDLE_FORMAT, "edgecnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "model": record.model, "dataset": described["dataset"], "classes": described["classes"],
         "input": {"shape": [1, *shape], "layout": "NCHW", "dtype": "uint8 image",
-                  "mean": described["mean"], "std": described["std"],
-                  "preprocessing": "x = (uint8 / 255 - mean) / std per channel, float32 NCHW"},
+                  "mean": described["mean"], "std": described["std"], "pad_from": _padded_from(described),
+                  "preprocessing": "x = (uint8 / 255 - mean) / std per channel, float32 NCHW",
+                  "other_sizes": "an image of pad_from size is padded with black on every side as in training; "
+                                 "any other size: the largest centred crop of the input's aspect ratio, resized "
+                                 "with an antialiased bilinear filter"},
         "head_activation": record.head_activation,
+        "example": {"image": example, "label": described["classes"][int(labels[0])] if labels[0] >= 0 else None},
         "sample": {"images": "sample_images.npy", "labels": "sample_labels.npy", "count": count,
                    "split": "test" if data is not None else "random (unlabelled)", "seed": 0,
                    "labelled": data is not None},
@@ -121,6 +127,22 @@ def _make_bundle(record: ExportRecord, artifacts: list, data, out_dir: Path, sam
     if archive:
         atomic_write_bytes(out_dir.with_name(out_dir.name + ".tar.gz"), tar_gz(out_dir))
     return out_dir
+
+
+def _padded_from(described: dict) -> list[int] | None:
+    from edgecnn.data import DATASETS
+
+    info = DATASETS.get(described.get("dataset", ""))
+    return list(info.padded_from) if info and info.padded_from else None
+
+
+def _write_example(folder: Path, image: np.ndarray) -> str:
+    """The first sample image as binary PGM (one channel) or PPM (three), which the runner reads without Pillow."""
+    channels, height, width = image.shape
+    name = "example.pgm" if channels == 1 else "example.ppm"
+    header = f"{'P5' if channels == 1 else 'P6'}\n{width} {height}\n255\n".encode()
+    (folder / name).write_bytes(header + np.ascontiguousarray(image.transpose(1, 2, 0)).tobytes())
+    return name
 
 
 def requirements(files) -> str:
@@ -263,6 +285,8 @@ class Manifest:
     sample: dict
     created: str
     digest: str  # sha256 of manifest.json itself
+    format: str = BUNDLE_FORMAT
+    example: dict = field(default_factory=dict)  # {"image": file name, "label": its class} (format 2 on)
 
     @classmethod
     def read(cls, folder: str | Path) -> Manifest:
@@ -276,7 +300,13 @@ class Manifest:
         if wrong:
             raise EdgecnnError(f"bundle {folder}: manifest.json is damaged ({wrong!r} is missing or malformed)")
         return cls(folder, raw["model"], raw["dataset"], raw["classes"], raw["input"], raw["artifacts"],
-                   raw["sample"], str(raw.get("created", "")), sha256_file(folder / "manifest.json"))
+                   raw["sample"], str(raw.get("created", "")), sha256_file(folder / "manifest.json"),
+                   str(raw.get("format", "")), raw.get("example") if isinstance(raw.get("example"), dict) else {})
+
+    def json_flag(self) -> list[str]:
+        """What makes this bundle's own runner print JSON: `--json`, except in bundles of format 1, whose runner
+        printed JSON only and knows no such option."""
+        return [] if self.format == "edgecnn-bundle/1" else ["--json"]
 
     @property
     def bundle_id(self) -> str:
@@ -286,31 +316,56 @@ class Manifest:
         return f"{safe}-{self.digest[:12]}"
 
 
-def _readme(record: ExportRecord, artifacts: list, count: int) -> str:
+def _readme(record: ExportRecord, artifacts: list, count: int, example: str, folder_name: str) -> str:
     shape = record.data.get("image_shape") or [record.data["in_chans"], 32, 32]
     size = f"{shape[1]}x{shape[2]}"
+    padded = _padded_from(record.data)
+    fitting = (f"A {padded[0]}x{padded[1]} image is padded with black to {size} exactly as training did; any other "
+               if padded else "An image of any other ") + \
+        "size is fitted: its largest centred crop of the bundle's aspect ratio, resized (antialiased bilinear)."
     if not record.data.get("labelled", True):
         measured = "No dataset was given: the sample is random images, and no accuracy was measured."
     else:
         measured = f"Accuracy measured at export on the whole {record.split} split ({record.images} images):"
+
     def percent(value):
         return "-" if value is None else f"{value:.2%}"
 
     rows = "\n".join(f"| {a.file} | {a.details.get('layout', 'NCHW')} | {percent(a.accuracy)} | {percent(a.agreement)} |"
                      for a in artifacts)
+    first = artifacts[0].file
     return f"""# {record.model} ({record.dataset}) — edgecnn deployment bundle
 
-On the device: `pip install -r requirements.txt` (numpy, and only the section of the runtime your files need),
-then
+A self-contained folder: the model files, `runner.py` (numpy and one inference runtime; no torch, no edgecnn),
+`manifest.json` (input shape, mean/std, classes, the sha256 of every file), `labels.txt`, {count} sample test images
+and `{example}`, one of them as an image file.
 
-    python runner.py verify                          # sha256 of every file against manifest.json
-    python runner.py eval                            # accuracy of every model file on the {count} sample images
-    python runner.py predict IMAGE [--model FILE]    # IMAGE: .npy (uint8, HxW or CxHxW), .pgm/.ppm, or any file PIL reads
-    python runner.py bench [FILE] --runs 200 --warmup 30 --threads 2
+## Run it on a board with only scp and ssh
 
-Every command verifies the hashes first and refuses a bundle whose files changed. Inputs are uint8 images of
-{size}; the runner normalizes them (mean/std in manifest.json), lays them out as each file takes them (NCHW, or
-channel-last NHWC for TFLite files; manifest.json says per file) and quantizes them itself for int8 files.
+From the machine that built it (`pi@raspberrypi.local` stands for your board's login):
+
+    scp {folder_name}.tar.gz pi@raspberrypi.local:
+    ssh pi@raspberrypi.local
+    mkdir -p ~/{record.model} && tar -xzf {folder_name}.tar.gz -C ~/{record.model} --strip-components=1
+    cd ~/{record.model}
+    python3 -m pip install -r requirements.txt    # numpy + only the runtime section(s) of the files you run
+
+(On Raspberry Pi OS, pip installs into a virtual environment: `python3 -m venv ~/venv && . ~/venv/bin/activate`
+first.) `edgecnn deploy --device NAME` does the copy, unpacks, verifies and checks the runtimes for you, and
+prints these commands with the folder it used.
+
+## Commands
+
+    python3 runner.py verify                 # sha256 of every file against manifest.json
+    python3 runner.py eval                   # top-1/top-5 of every file whose runtime is installed, on the sample
+    python3 runner.py predict {example}      # top classes of one image (.npy, .pgm/.ppm, or any file Pillow reads)
+    python3 runner.py predict IMAGE --model {first}
+    python3 runner.py bench {first} --threads 4    # latency p50/p90/p99, peak memory
+
+Each prints a table; add `--json` for one JSON object (scripts). Every command verifies the hashes first and
+refuses a bundle whose files changed. Inputs are uint8 images of {size}; the runner normalizes them (mean/std in
+manifest.json), lays them out as each file takes them (NCHW, or channel-last NHWC for TFLite files) and quantizes
+them itself for int8 files. {fitting}
 
 {measured}
 

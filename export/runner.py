@@ -567,7 +567,6 @@ def verify_bundle(folder: str) -> dict:
     """Check every file listed in manifest.json against its sha256, and that each model file's own sha256 in
     `artifacts` is the one `files` lists; return the manifest."""
     import hashlib
-    import json
 
     path = os.path.join(folder, "manifest.json")
     try:
@@ -608,9 +607,11 @@ def verify_bundle(folder: str) -> dict:
     return manifest
 
 
-def load_image(path: str, channels: int, size: tuple = (32, 32)) -> np.ndarray:
-    """uint8 (C, H, W) of the bundle's `size` from .npy (HxW or CxHxW), binary .pgm/.ppm, or whatever PIL reads if
-    it is installed."""
+def load_image(path: str, channels: int, size: tuple = (32, 32), pad_from: tuple | None = None) -> np.ndarray:
+    """uint8 (C, H, W) of the bundle's `size` from .npy (HxW, HxWxC or CxHxW), binary .pgm/.ppm, or whatever PIL
+    reads if it is installed. An image of `pad_from` size (a dataset that training padded, e.g. Fashion-MNIST's
+    28x28) is padded with black exactly as training did; any other size is fitted: the largest centred crop of
+    the bundle's aspect ratio, resized with an antialiased bilinear filter (fit_image)."""
     if not os.path.isfile(path):
         raise RunnerError(f"image not found: {path}")
     if path.endswith(".npy"):
@@ -641,16 +642,42 @@ def load_image(path: str, channels: int, size: tuple = (32, 32)) -> np.ndarray:
         image = image[None]
     if image.ndim == 3 and image.shape[-1] in (1, 3) and image.shape[0] not in (1, 3):
         image = image.transpose(2, 0, 1)  # HWC -> CHW
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3) or min(image.shape[1:]) < 1:
+        raise RunnerError(f"{path}: expected a uint8 image (HxW, HxWxC or CxHxW with 1 or 3 channels), got "
+                          f"{image.dtype} {tuple(image.shape)}")
     size = tuple(int(v) for v in size)
-    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[1:] == (28, 28) and size == (32, 32):
-        image = np.pad(image, ((0, 0), (2, 2), (2, 2)))  # MNIST-style 28x28, padded with black as in training
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[1:] != size:
-        padded = " (28x28 is padded with black as in training; resize other sizes first)" if size == (32, 32) else ""
-        raise RunnerError(f"{path}: expected a uint8 {size[0]}x{size[1]} image{padded}, got {image.dtype} "
-                          f"{tuple(image.shape)}")
+    if pad_from and image.shape[1:] == tuple(pad_from):
+        top, left = (size[0] - pad_from[0]) // 2, (size[1] - pad_from[1]) // 2
+        image = np.pad(image, ((0, 0), (top, size[0] - pad_from[0] - top), (left, size[1] - pad_from[1] - left)))
+    elif image.shape[1:] != size:
+        image = fit_image(image, size)
     if image.shape[0] != channels:
         image = image.mean(0, keepdims=True).astype(np.uint8) if channels == 1 else np.repeat(image[:1], 3, 0)
     return image
+
+
+def fit_image(image: np.ndarray, size: tuple) -> np.ndarray:
+    """uint8 (C, H, W) -> (C, *size): the largest centred crop with the target's aspect ratio, then a separable
+    triangle (bilinear) filter whose support widens with the scale, so shrinking a photo averages its pixels
+    instead of aliasing (what PIL's and torchvision's antialiased bilinear resize do)."""
+    _, height, width = image.shape
+    rows, cols = size
+    if height * cols > width * rows:
+        crop_h, crop_w = max(1, round(width * rows / cols)), width
+    else:
+        crop_h, crop_w = height, max(1, round(height * cols / rows))
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    crop = image[:, top:top + crop_h, left:left + crop_w].astype(np.float64)
+
+    def weights(n_in: int, n_out: int) -> np.ndarray:
+        scale = n_in / n_out
+        support = max(scale, 1.0)
+        centres = (np.arange(n_out) + 0.5) * scale
+        taps = np.clip(1 - np.abs(np.arange(n_in)[None, :] + 0.5 - centres[:, None]) / support, 0, None)
+        return taps / taps.sum(1, keepdims=True)
+
+    fitted = np.einsum("oh,chw,pw->cop", weights(crop_h, rows), crop, weights(crop_w, cols))
+    return np.clip(np.rint(fitted), 0, 255).astype(np.uint8)
 
 
 def _artifact(manifest: dict, name: str | None) -> dict:
@@ -725,28 +752,109 @@ def _count(minimum: int):
     return parse
 
 
+def text_table(headers: list[str], rows: list[list]) -> str:
+    """Rows as aligned plain-text columns (the runner has no rich): numbers right-aligned, text left."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(_is_number(row[i]) for row in cells[1:]) and len(cells) > 1 for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric)).rstrip()
+             for row in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _is_number(text: str) -> bool:
+    return text == "-" or text.rstrip("%").replace(".", "", 1).replace("-", "", 1).isdigit()
+
+
+def _percent(value) -> str | None:
+    return None if value is None else f"{100 * value:.2f}%"
+
+
+def _machine_line(machine: dict, versions: dict) -> str:
+    runtimes = ", ".join(f"{k} {v}" for k, v in versions.items())
+    return (f"{machine['arch']} {machine['cpu'] or ''} ({machine['cpus']} CPUs), {machine['system']}, Python "
+            f"{machine['python']}; {runtimes}").replace("  ", " ")
+
+
+def _evaluate(args, manifest: dict) -> dict:
+    """Accuracy of each chosen file on the bundle's sample, through its own runtime."""
+    import sys
+
+    images, labels = _load_sample(args.bundle, manifest, args.limit)
+    if args.model:
+        chosen = [_artifact(manifest, args.model)]
+    else:  # every file this machine can run; the others are named, with what to install
+        chosen = [a for a in manifest["artifacts"] if runtime_installed(a["file"])]
+        if not chosen:
+            _artifact(manifest, None)  # raises: which runtime to install
+    results, skipped = [], []
+    for artifact in manifest["artifacts"]:
+        if artifact not in chosen:
+            if not args.model:
+                reason = f"needs {RUNTIME_MODULES[os.path.splitext(artifact['file'])[1]][1]}, not installed here"
+                skipped.append({"file": artifact["file"], "reason": reason})
+                print(f"runner: skipped {artifact['file']}: {reason}", file=sys.stderr)
+            continue
+        model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads, artifact.get("layout"))
+        ranked = np.concatenate([top_k(logits) for _, logits in predict_batches(
+            model, images, manifest["input"]["mean"], manifest["input"]["std"])])
+        top1, top5 = ranked[:, 0], (ranked == labels[:, None]).any(1)
+        labelled = labels >= 0  # a bundle without a dataset has random images labelled -1
+        results.append({"file": artifact["file"], "runtime": model.runtime, "images": int(len(labels)),
+                        "accuracy": float((top1 == labels)[labelled].mean()) if labelled.any() else None,
+                        "top5": float(top5[labelled].mean()) if labelled.any() else None,
+                        "export_accuracy": artifact.get("export_accuracy"), "predictions": top1.tolist()})
+    return {"machine": machine_info(), "versions": runtime_versions(), "results": results, "skipped": skipped}
+
+
+def _print_evaluation(evaluated: dict, manifest: dict) -> None:
+    results = evaluated["results"]
+    images = results[0]["images"] if results else 0
+    print(f"{manifest['model']} ({manifest['dataset']}): {images} sample images, on "
+          f"{_machine_line(evaluated['machine'], evaluated['versions'])}")
+    print(text_table(["file", "runtime", "top-1", "top-5", "top-1 at export"],
+                     [[r["file"], r["runtime"], _percent(r["accuracy"]), _percent(r["top5"]),
+                       _percent(r["export_accuracy"])] for r in results]))
+    if any(a.get("export_accuracy") is not None for a in manifest["artifacts"]):
+        print(f"(top-1 at export: the whole {manifest.get('export', {}).get('split', 'test')} split on the build "
+              "machine; a small sample differs from it by chance)")
+
+
+def _print_benchmark(result: dict) -> None:
+    threads = result["threads"] or "runtime default"
+    print(f"{result['file']} ({result['runtime']}, {result['layout']}), {threads} thread(s), batch {result['batch']}: "
+          f"{result['runs']} timed runs after {result['warmup']} warm-up, on "
+          f"{_machine_line(result['machine'], result['versions'])}")
+    print(text_table(["p50 ms", "p90 ms", "p99 ms", "mean ms", "min ms", "load ms", "peak MiB"],
+                     [[f"{result[k]:.3f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms")]
+                      + [f"{result['load_ms']:.1f}", f"{result['peak_rss_mib']:.1f}"]]))
+
+
 def main(argv=None) -> int:
-    import json
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    parser = _Parser(description="Run, check or time an exported classifier (numpy + its runtime).")
+    parser = _Parser(description="Run, check or time an exported classifier (numpy + its runtime). Output is a "
+                                 "table for people; --json prints one JSON object for scripts.")
     parser.add_argument("--bundle", default=here, help="bundle folder (default: the folder of this file)")
     parser.add_argument("--exit-on-eof", action="store_true",
                         help="exit as soon as stdin closes (edgecnn bench over SSH: a dropped connection then "
                              "leaves nothing running on the device)")
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("verify", help="check every file's sha256 against manifest.json")
-    evaluate = sub.add_parser("eval", help="accuracy of every model file whose runtime is installed (or --model) "
-                                           "on the bundle's sample")
+    sub.add_parser("verify", parents=[common], help="check every file's sha256 against manifest.json")
+    evaluate = sub.add_parser("eval", parents=[common], help="accuracy of every model file whose runtime is "
+                                                             "installed (or --model) on the bundle's sample")
     evaluate.add_argument("--model", default=None)
     evaluate.add_argument("--threads", type=_count(1), default=None)
     evaluate.add_argument("--limit", type=_count(1), default=None, help="use only the first N sample images")
-    predict = sub.add_parser("predict", help="top classes of one image")
+    predict = sub.add_parser("predict", parents=[common], help="top classes of one image (28x28 Fashion-MNIST "
+                                                               "images are padded, other sizes fitted)")
     predict.add_argument("image")
     predict.add_argument("--model", default=None)
     predict.add_argument("--top", type=_count(1), default=3)
-    bench = sub.add_parser("bench", help="latency percentiles and peak memory of one model file, as JSON")
+    bench = sub.add_parser("bench", parents=[common], help="latency percentiles and peak memory of one model file")
     bench.add_argument("model", nargs="?", default=None,
                        help="a model file; inside a bundle, one of its files (default: the first whose runtime is "
                             "installed)")
@@ -755,8 +863,9 @@ def main(argv=None) -> int:
     bench.add_argument("--warmup", type=_count(0), default=30)
     bench.add_argument("--runs", type=_count(1), default=200)
     bench.add_argument("--layout", default=None, choices=("NCHW", "NHWC"))
-    count = sub.add_parser("count", help="run one model file between the instruction-counting markers, one thread "
-                                         "(an emulated board's counter reports the instructions)")
+    count = sub.add_parser("count", parents=[common], help="run one model file between the instruction-counting "
+                                                           "markers, one thread (an emulated board's counter "
+                                                           "reports the instructions; always JSON)")
     count.add_argument("model", nargs="?", default=None)
     count.add_argument("--runs", type=_count(1), default=10)
     count.add_argument("--warmup", type=_count(0), default=3)
@@ -768,56 +877,47 @@ def main(argv=None) -> int:
         if args.command in ("bench", "count") and not in_bundle:  # a bare file (edgecnn's host harness)
             if not args.model:
                 raise RunnerError(f"{args.command} needs a model file outside a bundle")
-            result = (benchmark(args.model, args.threads, args.batch, args.warmup, args.runs, args.layout)
-                      if args.command == "bench" else count_region(args.model, args.runs, args.warmup))
-            print(json.dumps(result))
+            if args.command == "count":
+                print(json.dumps(count_region(args.model, args.runs, args.warmup)))
+            else:
+                result = benchmark(args.model, args.threads, args.batch, args.warmup, args.runs, args.layout)
+                print(json.dumps(result)) if args.json else _print_benchmark(result)
             return 0
         manifest = verify_bundle(args.bundle)
         if args.command == "verify":
-            print(f"ok: {len(manifest['files'])} files match manifest.json")
+            count = len(manifest["files"])
+            print(json.dumps({"ok": True, "files": count}) if args.json else f"ok: {count} files match manifest.json")
         elif args.command == "bench":
             artifact = _artifact(manifest, args.model)
             result = benchmark(os.path.join(args.bundle, artifact["file"]), args.threads, args.batch, args.warmup,
                                args.runs, args.layout or artifact.get("layout"))
-            print(json.dumps(result))
+            print(json.dumps(result)) if args.json else _print_benchmark(result)
         elif args.command == "count":
             artifact = _artifact(manifest, args.model)
             print(json.dumps(count_region(os.path.join(args.bundle, artifact["file"]), args.runs, args.warmup,
                                           artifact.get("layout"))))
         elif args.command == "eval":
-            images, labels = _load_sample(args.bundle, manifest, args.limit)
-            if args.model:
-                chosen = [_artifact(manifest, args.model)]
-            else:  # every file this machine can run; the others are named, with what to install
-                chosen = [a for a in manifest["artifacts"] if runtime_installed(a["file"])]
-                if not chosen:
-                    _artifact(manifest, None)  # raises: which runtime to install
-            results, skipped = [], []
-            for artifact in manifest["artifacts"]:
-                if artifact not in chosen:
-                    if not args.model:
-                        reason = f"needs {RUNTIME_MODULES[os.path.splitext(artifact['file'])[1]][1]}, not installed here"
-                        skipped.append({"file": artifact["file"], "reason": reason})
-                        print(f"runner: skipped {artifact['file']}: {reason}", file=sys.stderr)
-                    continue
-                model = open_model(os.path.join(args.bundle, artifact["file"]), args.threads, artifact.get("layout"))
-                ranked = np.concatenate([top_k(logits) for _, logits in predict_batches(
-                    model, images, manifest["input"]["mean"], manifest["input"]["std"])])
-                top1, top5 = ranked[:, 0], (ranked == labels[:, None]).any(1)
-                labelled = labels >= 0  # a bundle without a dataset has random images labelled -1
-                results.append({"file": artifact["file"], "images": int(len(labels)),
-                                "accuracy": float((top1 == labels)[labelled].mean()) if labelled.any() else None,
-                                "top5": float(top5[labelled].mean()) if labelled.any() else None,
-                                "predictions": top1.tolist()})
-            print(json.dumps({"machine": machine_info(), "versions": runtime_versions(), "results": results,
-                              "skipped": skipped}))
+            evaluated = _evaluate(args, manifest)
+            if args.json:
+                print(json.dumps(evaluated))
+            else:
+                _print_evaluation(evaluated, manifest)
         else:
             artifact = _artifact(manifest, args.model)
-            image = load_image(args.image, manifest["input"]["shape"][1], tuple(manifest["input"]["shape"][2:4]))
+            shape = manifest["input"]["shape"]
+            image = load_image(args.image, shape[1], tuple(shape[2:4]), manifest["input"].get("pad_from"))
             model = open_model(os.path.join(args.bundle, artifact["file"]), 1, artifact.get("layout"))
             logits = model.predict(preprocess(image[None], manifest["input"]["mean"], manifest["input"]["std"]))[0]
-            for k in np.argsort(-logits)[:args.top]:
-                print(f"{manifest['classes'][k]}\t{logits[k]:.4f}")
+            top = [{"class": manifest["classes"][k], "index": int(k), "score": float(logits[k])}
+                   for k in np.argsort(-logits)[:args.top]]
+            if args.json:
+                print(json.dumps({"file": artifact["file"], "image": args.image, "top": top}))
+            else:
+                activation = manifest.get("head_activation")
+                print(f"{args.image} through {artifact['file']} ({model.runtime}); score: the model's output"
+                      f"{f' (after its {activation})' if activation else ' (logit)'}")
+                print(text_table(["rank", "class", "score"],
+                                 [[rank, t["class"], f"{t['score']:.4f}"] for rank, t in enumerate(top, 1)]))
     except (RunnerError, OSError, ValueError, KeyError, TypeError) as error:
         print(f"runner: error: {first_line(error)}", file=sys.stderr)
         return 2

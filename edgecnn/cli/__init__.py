@@ -11,7 +11,7 @@ from edgecnn import __version__
 from edgecnn.errors import EdgecnnError, describe_error, one_line
 from edgecnn.malloc import reexec_for_training
 
-from . import bench, bundle, compress, data, devices, evaluate, export, models, pipeline, report, reproduce, runs, train
+from . import bench, bundle, compress, data, deploy, devices, evaluate, export, models, pipeline, report, reproduce, runs, train
 
 app = typer.Typer(name="edgecnn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Build, compress, export and benchmark small CNN classifiers for edge devices.")
@@ -35,6 +35,7 @@ app.command("eval")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("bundle")(bundle.bundle)
 app.command("bench")(bench.bench)
+app.command("deploy")(deploy.deploy)
 app.command("runs")(runs.runs)
 app.command("report")(report.report)
 app.command("pipeline")(pipeline.pipeline)

@@ -41,8 +41,8 @@ def test_the_count_is_linear_in_the_runs_and_deterministic(counter, bundle_dir):
 
 
 def test_counting_changes_no_prediction(counter, bundle_dir):
-    plain = run(counter / "python3", bundle_dir, "eval", "--model", "model.int8.tflite", "--limit", 20)
-    under_counter = run(counter / "python3-count", bundle_dir, "eval", "--model", "model.int8.tflite", "--limit", 20)
+    plain = run(counter / "python3", bundle_dir, "eval", "--model", "model.int8.tflite", "--limit", 20, "--json")
+    under_counter = run(counter / "python3-count", bundle_dir, "eval", "--model", "model.int8.tflite", "--limit", 20, "--json")
     assert plain.returncode == 0 and under_counter.returncode == 0, plain.stderr + under_counter.stderr
     assert json.loads(plain.stdout)["results"] == json.loads(under_counter.stdout)["results"]
 

@@ -541,8 +541,8 @@ RUNNER = {
     "image missing": Case("missing", lambda c: (c["bundle"], ["predict", c["in"] / "none.npy"]), "image not found"),
     "image garbage": Case("wrong type", lambda c: (c["bundle"], ["predict", _bare(c, "x.pgm", b"P5\n32 32\n255\n\x01")]),
                           "is truncated"),
-    "image of the wrong size": Case("wrong shape", lambda c: (c["bundle"], ["predict", _npy(c, np.zeros((7, 9), np.uint8))]),
-                                    "expected a uint8 32x32 image"),
+    "image of the wrong kind": Case("wrong shape", lambda c: (c["bundle"], ["predict", _npy(c, np.zeros((7, 9, 4), np.uint8))]),
+                                    "expected a uint8 image"),  # 4 channels; other sizes are fitted
     "model not in the bundle": Case("hostile text", lambda c: (c["bundle"], ["eval", "--model", "../../etc/passwd"]),
                                     "is not a model file of this bundle"),
 }

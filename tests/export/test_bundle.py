@@ -28,11 +28,11 @@ def runner(folder, *args):
 def test_bundle_holds_everything_a_device_needs(bundle, exported):
     report = exported[0]
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == ["README.md", "labels.txt", "manifest.json", "model.fp32.ncnn", "model.fp32.onnx",
+    assert names == ["README.md", "example.ppm", "labels.txt", "manifest.json", "model.fp32.ncnn", "model.fp32.onnx",
                      "model.fp32.tflite", "model.int8.ncnn", "model.int8.onnx", "model.int8.tflite", "requirements.txt",
                      "runner.py", "sample_images.npy", "sample_labels.npy"]
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["format"] == "edgecnn-bundle/1" and manifest["model"] == "vgg19-exp8"
+    assert manifest["format"] == "edgecnn-bundle/2" and manifest["model"] == "vgg19-exp8"
     assert (bundle / "labels.txt").read_text().splitlines() == manifest["classes"] == report["data"]["classes"]
     assert set(manifest["files"]) == set(names) - {"manifest.json"}
     assert all(sha256_file(bundle / n) == h for n, h in manifest["files"].items())
@@ -52,7 +52,7 @@ def test_bundle_holds_everything_a_device_needs(bundle, exported):
 
 
 def test_runner_eval_in_the_bundle_reproduces_the_export_accuracy(bundle, exported):
-    result = runner(bundle, "eval")
+    result = runner(bundle, "eval", "--json")
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)["results"]
     for key in ("accuracy", "top5"):
@@ -66,10 +66,11 @@ def test_runner_predict_and_bench(bundle, tmp_path):
     image = np.load(bundle / "sample_images.npy")[0]
     np.save(tmp_path / "one.npy", image)
     manifest = json.loads((bundle / "manifest.json").read_text())
-    predicted = runner(bundle, "predict", tmp_path / "one.npy", "--model", "model.int8.tflite", "--top", 2)
+    predicted = runner(bundle, "predict", tmp_path / "one.npy", "--model", "model.int8.tflite", "--top", 2, "--json")
     assert predicted.returncode == 0, predicted.stderr
-    assert len(predicted.stdout.splitlines()) == 2 and predicted.stdout.split("\t")[0] in manifest["classes"]
-    timed = runner(bundle, "bench", "model.int8.onnx", "--runs", 20, "--warmup", 2, "--threads", 1)
+    top = json.loads(predicted.stdout)["top"]
+    assert len(top) == 2 and top[0]["class"] in manifest["classes"] and top[0]["score"] >= top[1]["score"]
+    timed = runner(bundle, "bench", "model.int8.onnx", "--runs", 20, "--warmup", 2, "--threads", 1, "--json")
     assert timed.returncode == 0, timed.stderr
     stats = json.loads(timed.stdout)
     assert stats["runs"] == 20 and stats["min_ms"] <= stats["p50_ms"] <= stats["max_ms"]
@@ -152,14 +153,14 @@ def test_a_board_with_one_runtime_runs_the_files_it_can(bundle, device_python, t
         return subprocess.run([python, str(bundle / "runner.py"), *map(str, args)], capture_output=True, text=True,
                               timeout=300, cwd=bundle)
 
-    evaluated = run("eval")
+    evaluated = run("eval", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
     assert [r["file"] for r in report["results"]] == runs and [s["file"] for s in report["skipped"]] == skipped
     assert "Traceback" not in evaluated.stderr and all(f"runner: skipped {f}: needs" in evaluated.stderr for f in skipped)
     np.save(tmp_path / "one.npy", np.load(bundle / "sample_images.npy")[0])
     assert run("predict", tmp_path / "one.npy").returncode == 0  # the default file is one this board can run
-    timed = run("bench", "--runs", 3, "--warmup", 1)
+    timed = run("bench", "--runs", 3, "--warmup", 1, "--json")
     assert timed.returncode == 0 and json.loads(timed.stdout)["file"] == runs[0]
     missing = run("eval", "--model", skipped[0])
     package = "ai-edge-litert" if runtime == "onnxruntime" else "onnxruntime"  # skipped[0]'s runtime

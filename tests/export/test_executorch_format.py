@@ -44,7 +44,7 @@ def test_a_bundle_of_pte_files_runs_and_names_torch(executorch_export, trained_r
         "model.fp32.pte": ["executorch>=1.5", "torch"], "model.int8.pte": ["executorch>=1.5", "torch"],
         "model.fp16.pte": ["executorch>=1.5", "torch"]}
     assert "executorch>=1.5\ntorch\n" in (bundle / "requirements.txt").read_text()
-    done = subprocess.run([sys.executable, "runner.py", "eval"], cwd=bundle, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "runner.py", "eval", "--json"], cwd=bundle, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0 and done.stderr.strip() == "", done.stderr  # its C++ log stays off stderr
     measured = {r["file"]: r["accuracy"] for r in json.loads(done.stdout)["results"]}

@@ -106,16 +106,16 @@ def test_a_bundle_of_files_made_elsewhere_runs_with_numpy_and_one_runtime(made_e
     assert result.returncode == 0, result.stderr[-2000:]
     (bundle,) = (tmp_path / "artifacts").glob("file-plain-*/bundle")
     python = device_python(runtime)
-    evaluated = subprocess.run([python, str(bundle / "runner.py"), "eval"], capture_output=True, text=True,
+    evaluated = subprocess.run([python, str(bundle / "runner.py"), "eval", "--json"], capture_output=True, text=True,
                                cwd=tmp_path, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     (scored,) = json.loads(evaluated.stdout)["results"]
     assert scored["file"] == file and scored["images"] == 500 and abs(scored["accuracy"] - torch_accuracy) < 0.06
     image = np.load(bundle / "sample_images.npy")[0, 0]  # a native 28x28 Fashion-MNIST image is padded, as trained
     np.save(tmp_path / "image.npy", image[2:30, 2:30])
-    predicted = subprocess.run([python, str(bundle / "runner.py"), "predict", str(tmp_path / "image.npy")],
+    predicted = subprocess.run([python, str(bundle / "runner.py"), "predict", str(tmp_path / "image.npy"), "--json"],
                                capture_output=True, text=True, timeout=300)
-    assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == 3, predicted.stderr
+    assert predicted.returncode == 0 and len(json.loads(predicted.stdout)["top"]) == 3, predicted.stderr
 
 
 def test_without_a_dataset_the_row_has_latency_and_no_accuracy(made_elsewhere, tmp_path):

@@ -91,13 +91,41 @@ print(model.predict(x).shape)
 
 def test_a_native_28x28_image_is_padded_as_in_training(tmp_path):
     """Fashion-MNIST images are 28x28; training pads them with black to 32x32 (edgecnn/data.py: rows and columns
-    2..29), and so does `predict`."""
+    2..29), and so does `predict` for a bundle whose manifest says pad_from 28x28."""
     image = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
     np.save(tmp_path / "shirt.npy", image)
-    loaded = runner.load_image(str(tmp_path / "shirt.npy"), channels=1)
+    loaded = runner.load_image(str(tmp_path / "shirt.npy"), channels=1, pad_from=(28, 28))
     expected = np.zeros((1, 32, 32), np.uint8)
     expected[0, 2:30, 2:30] = image
     np.testing.assert_array_equal(loaded, expected)
-    np.save(tmp_path / "odd.npy", np.zeros((30, 30), np.uint8))
-    with pytest.raises(runner.RunnerError, match="resize other sizes first"):
-        runner.load_image(str(tmp_path / "odd.npy"), channels=1)
+    # a bundle of a dataset that was never padded (CIFAR) fits the same image instead: no black frame
+    fitted = runner.load_image(str(tmp_path / "shirt.npy"), channels=1)
+    assert fitted.shape == (1, 32, 32) and fitted[0, 0].mean() > 0
+
+
+def test_other_sizes_are_centre_cropped_and_resized_without_aliasing(tmp_path):
+    # a 96x64 (HxW) photo: the centred 64x64 crop (rows 16..79) is what is kept, a one-pixel checkerboard of 0 and 255 (black outside it)
+    checks = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)
+    photo = np.zeros((96, 64, 3), np.uint8)
+    photo[16:80] = checks[..., None]
+    np.save(tmp_path / "photo.npy", photo)
+    loaded = runner.load_image(str(tmp_path / "photo.npy"), channels=3)
+    assert loaded.shape == (3, 32, 32)
+    # halving it averages neighbours: grey everywhere (the edges' truncated filter within a few levels), where
+    # dropping pixels would give pure black or white, and a wrong crop black rows
+    assert np.abs(loaded.astype(int) - 128).max() <= 4
+    smooth = np.linspace(0, 255, 20 * 20).reshape(20, 20).astype(np.uint8)  # enlarging keeps order and range
+    np.save(tmp_path / "small.npy", smooth)
+    grown = runner.load_image(str(tmp_path / "small.npy"), channels=1)[0]
+    assert grown.shape == (32, 32) and grown[0, 0] <= 10 and grown[-1, -1] >= 245
+    assert (np.diff(grown.astype(int), axis=1) >= -1).all()
+    np.save(tmp_path / "float.npy", np.zeros((32, 32), np.float32))
+    with pytest.raises(runner.RunnerError, match="expected a uint8 image"):
+        runner.load_image(str(tmp_path / "float.npy"), channels=1)
+
+
+def test_text_table_aligns_numbers_right():
+    table = runner.text_table(["file", "top-1"], [["a.onnx", "91.20%"], ["model.int8.tflite", "9.00%"]])
+    lines = table.splitlines()
+    assert lines[0].startswith("file ") and set(lines[1]) == {"-", " "}
+    assert lines[2].endswith("91.20%") and lines[3].endswith(" 9.00%") and len(lines[2]) == len(lines[3])
