@@ -60,7 +60,7 @@ def locate_bundle(bundle: str | None, model: str | None, dataset: str | None, ex
 
     if bundle is None and model is None:
         folder = newest_bundle(exports_root)
-        note(f"benching the newest bundle, {folder} (--bundle or --model to choose)")
+        note(f"using the newest bundle, {folder} (--bundle or --model to choose)")
         return folder, folder.parent if ExportRecord.exists(folder.parent) else None
     if bundle is None:
         export_dir = ExportRecord.find(model, dataset, exports_root).folder
@@ -280,20 +280,34 @@ def _row(base: dict, timing: dict, **extra) -> dict:
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
 
 
+def lanes(profiles: list[DeviceProfile]) -> list[list[DeviceProfile]]:
+    """Devices that run on this machine's own cores (the host, the emulated boards) share one lane and are benched
+    one after another: an emulator working beside a timing on the host would slow that timing (on two cores, the
+    host's 2-thread rows by tens of times). Each SSH device, which computes on its own CPU, has a lane of its own."""
+    local = [p for p in profiles if p.transport == "local"]
+    return ([local] if local else []) + [[p] for p in profiles if p.transport != "local"]
+
+
 def run_bench(profiles: list[DeviceProfile], folder: Path, manifest: Manifest, plan: BenchPlan, store: ResultStore,
               tick: Callable[[str, str, int], None] = lambda device, text, done: None) -> tuple[str, list[DeviceOutcome]]:
-    """Bench every device at once; returns the session id and each device's rows and errors. `manifest` is the
-    bundle's, as Manifest.read() verified it."""
+    """Bench the devices, remote ones at once (see lanes); returns the session id and each device's rows and
+    errors. `manifest` is the bundle's, as Manifest.read() verified it."""
     folder = Path(folder)
     if not select_artifacts(manifest, plan):
         have = ", ".join(f"{a['format']} {a['precision']}" for a in manifest.artifacts)
         raise EdgecnnError(f"bundle {folder} has no file of the chosen formats/precisions (it has {have})")
     session = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    pool = ThreadPoolExecutor(max_workers=len(profiles))
+
+    def lane(devices: list[DeviceProfile]) -> list[DeviceOutcome]:
+        return [bench_device(p, folder, manifest, plan, store, session,
+                             lambda text, done, name=p.name: tick(name, text, done)) for p in devices]
+
+    groups = lanes(profiles)
+    pool = ThreadPoolExecutor(max_workers=len(groups))
     try:
-        futures = [pool.submit(bench_device, p, folder, manifest, plan, store, session,
-                               lambda text, done, name=p.name: tick(name, text, done)) for p in profiles]
-        outcomes = [f.result() for f in futures]
+        futures = [pool.submit(lane, group) for group in groups]
+        found = {o.device: o for f in futures for o in f.result()}
+        outcomes = [found[p.name] for p in profiles]
     except KeyboardInterrupt:
         # Ctrl-C reached the devices' processes too; do not wait for the next file of every device
         pool.shutdown(wait=False, cancel_futures=True)

@@ -543,6 +543,14 @@ def runtime_versions() -> dict:
     return versions
 
 
+#: /proc/cpuinfo's "CPU part" of ARM's cores (implementer 0x41) -> the core's name
+ARM_CORES = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1", "0xd46": "Cortex-A510",
+             "0xd47": "Cortex-A710", "0xd4b": "Cortex-A78C", "0xd0c": "Neoverse-N1", "0xd40": "Neoverse-V1",
+             "0xd49": "Neoverse-N2", "0xd4f": "Neoverse-V2"}
+
+
 def machine_info() -> dict:
     import platform
 
@@ -556,7 +564,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     return {"arch": platform.machine(), "system": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu}
+            "python": platform.python_version(), "cpus": os.cpu_count(), "cpu": ARM_CORES.get(cpu.lower(), cpu)}
 
 
 class BundleError(RunnerError):
@@ -667,7 +675,7 @@ def fit_image(image: np.ndarray, size: tuple) -> np.ndarray:
     else:
         crop_h, crop_w = height, max(1, round(height * cols / rows))
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    crop = image[:, top:top + crop_h, left:left + crop_w].astype(np.float64)
+    crop = image[:, top:top + crop_h, left:left + crop_w]
 
     def weights(n_in: int, n_out: int) -> np.ndarray:
         scale = n_in / n_out
@@ -676,7 +684,13 @@ def fit_image(image: np.ndarray, size: tuple) -> np.ndarray:
         taps = np.clip(1 - np.abs(np.arange(n_in)[None, :] + 0.5 - centres[:, None]) / support, 0, None)
         return taps / taps.sum(1, keepdims=True)
 
-    fitted = np.einsum("oh,chw,pw->cop", weights(crop_h, rows), crop, weights(crop_w, cols))
+    row_weights, col_weights = weights(crop_h, rows), weights(crop_w, cols)
+    fitted = np.empty((len(crop), rows, cols))
+    for channel, plane in enumerate(crop):  # columns in slices: a phone photo never becomes one float array
+        shrunk = np.empty((rows, crop_w))
+        for start in range(0, crop_w, 512):
+            shrunk[:, start:start + 512] = row_weights @ plane[:, start:start + 512].astype(np.float64)
+        fitted[channel] = shrunk @ col_weights.T
     return np.clip(np.rint(fitted), 0, 255).astype(np.uint8)
 
 

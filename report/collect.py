@@ -38,12 +38,14 @@ class ReportData:
     pruning: list[dict] = field(default_factory=list)  # {"run", "kind", "rows"} per pruned run
     bits: list[dict] = field(default_factory=list)  # {"run", "model", "settings", "rows", "loses_1pp_at"} per sweep
     recommendations: list[dict] = field(default_factory=list)
+    devices: list[dict] = field(default_factory=list)  # per device: its CPU, system, runtime versions, bundles run
     max_drop: float = 1.0
     sources: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "deployment": self.deployment, "pruning": self.pruning, "bits": self.bits,
-                "recommendations": self.recommendations, "max_drop_pp": self.max_drop, "sources": self.sources}
+                "recommendations": self.recommendations, "devices": self.devices, "max_drop_pp": self.max_drop,
+                "sources": self.sources}
 
 
 def _json(path: Path) -> dict | list | None:
@@ -102,6 +104,7 @@ def _bundle_index(artifacts_dir: Path) -> dict[str, dict]:
         reference = export.reference
         index[manifest.bundle_id] = {
             "export": export.folder.name, "run_dir": str(Path(export.checkpoint).parent),
+            "path": str(manifest_path.parent),
             "model": export.model, "dataset": export.dataset,
             "files": {a.file: asdict(a) for a in export.artifacts if a.file},
             "pytorch": asdict(reference) if reference else None}
@@ -174,12 +177,32 @@ def collect(*, runs_dir: str | Path = "runs", artifacts_dir: str | Path = "artif
             "micronet": micronet_score(run["params"] if run else None, run["mflops"] if run else None, precision),
             "timestamp": row["timestamp"], "session": row["session"]})
     report.deployment.sort(key=lambda r: (r["device"], r["artifact"], r["format"], r["precision"], r["threads"] or 0))
+    report.devices = _devices(list(newest.values()), bundles)
     report.recommendations = recommend(report.deployment, max_drop, real_boards())
     report.sources = {"runs": str(runs_dir), "artifacts": str(artifacts_dir),
                       "store": str(store.path) if store is not None else None,
                       "store_sha256": sha256_file(store.path) if store is not None and store.path.is_file() else None,
                       "superseded_measurements": superseded}
     return report
+
+
+def _devices(rows: list[dict], bundles: dict[str, dict]) -> list[dict]:
+    """Per device, what its runner reported in its newest measurement, and the bundle folders measured there."""
+    from edgecnn.export.runner import ARM_CORES  # runners before the names reported ARM's part numbers
+
+    found = {}
+    for row in sorted(rows, key=lambda r: r["timestamp"] or ""):
+        machine = row.get("machine") or {}
+        if row["format"] == "pytorch":  # the reference row runs in edgecnn's process, not the runner: no versions
+            found.setdefault(row["device"], {"bundles": set()})
+            continue
+        entry = found.setdefault(row["device"], {"bundles": set()})
+        entry.update(device=row["device"], judge=row.get("judge") or "timing", arch=row["arch"] or machine.get("arch"),
+                     cpu=ARM_CORES.get(str(machine.get("cpu") or row.get("cpu") or "").lower(),
+                                       machine.get("cpu") or row.get("cpu")), system=machine.get("system"),
+                     python=machine.get("python"), versions=row.get("versions") or {})
+        entry["bundles"].add(bundles.get(row["bundle"], {}).get("path", row["bundle"]))
+    return [{**entry, "bundles": sorted(entry["bundles"])} for name, entry in sorted(found.items()) if "judge" in entry]
 
 
 def accuracy_of(row: dict) -> float | None:

@@ -1,5 +1,5 @@
-"""The report's pictures (matplotlib, Agg: no display needed). Each function returns PNG bytes, or None when
-there is nothing to draw."""
+"""The report's pictures (matplotlib, Agg: no display needed). Each function returns a figure, or None when
+there is nothing to draw; `pictures` turns a figure into PNG and SVG."""
 
 from __future__ import annotations
 
@@ -8,94 +8,175 @@ import io
 from .collect import PRUNING_LOGS, ReportData, pareto_front
 
 
-def _png(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
 def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: selectable, and checkable in a browser
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def _plain_log_ticks(axis) -> None:
-    """Log axis labelled 0.5, 1, 2 ... instead of 2x10^0."""
-    from matplotlib.ticker import FuncFormatter
+def pictures(figure) -> dict[str, bytes]:
+    """The figure as PNG (Markdown, docs) and SVG (inlined in the HTML page), then closed."""
+    import matplotlib.pyplot as plt
 
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    axis.xaxis.set_major_formatter(plain)
-    axis.xaxis.set_minor_formatter(plain)
+    drawn = {}
+    for kind in ("png", "svg"):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=kind, dpi=110, bbox_inches="tight")
+        drawn[kind] = buffer.getvalue()
+    plt.close(figure)
+    return drawn
 
 
-def _label(row: dict) -> str:
-    return f"{row['artifact']} {row['format']}-{row['precision']} t{row['threads']}"
+#: smallest span of an accuracy axis, in percentage points: a 0.2 pp spread drawn across the whole axis makes
+#: noise look like a difference
+MIN_ACCURACY_SPAN = 2.0
 
 
-def accuracy_vs_latency(data: ReportData) -> bytes | None:
-    """One panel per device: every measured file at every thread count, the Pareto front joined by a line. The
-    y axis is the whole-test-split accuracy measured at export; a row without it (a file benched from elsewhere
-    with no dataset) is in the table, not on this axis, so a sample's score never sits among test scores."""
+def _accuracy_limits(axis, values: list[float]) -> None:
+    low, high = min(values), max(values)
+    middle, half = (low + high) / 2, max(high - low, MIN_ACCURACY_SPAN) / 2
+    margin = 0.12 * half
+    axis.set_ylim(max(0.0, middle - half - margin), min(100.0, middle + half + margin))
+
+
+def _x_axis(axis, values: list[float], label: str, spec: str = "g") -> None:
+    """Log scale when the values spread over more than a factor of 4, linear otherwise; at most 6 labelled ticks
+    with plain numbers and no labelled minor ticks, so neighbouring labels never run into each other."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    plain = FuncFormatter(lambda value, _: format(value, spec))
+    if max(values) > 4 * min(values):
+        _log_x(axis, plain)
+        axis.set_xlabel(f"{label} (log scale)")
+    else:
+        axis.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        axis.xaxis.set_major_formatter(plain)
+        axis.set_xlabel(label)
+    axis.set_xlim(min(values) / 1.15, max(values) * 1.15)
+
+
+def _log_x(axis, formatter) -> None:
+    """A log x axis with labels at 1-2-5 steps only (labelled minor ticks run into each other)."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    axis.set_xscale("log")
+    axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(formatter)
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _spread_labels(figure, labels: list) -> None:
+    """Move point labels up, one line at a time, until none overlaps another label or a labelled point
+    (matplotlib places them blindly); a thin leader line joins each label to its point."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    renderer = figure.canvas.get_renderer()
+
+    def text_box(label):  # the words alone: an Annotation's own extent includes its leader line
+        return Text.get_window_extent(label, renderer)
+
+    placed = []
+    for label in labels:  # the points themselves: a label must not hide one
+        x, y = label.axes.transData.transform(label.xy)
+        placed.append(Bbox([[x - 5, y - 5], [x + 5, y + 5]]))
+    floors = {}  # per panel, labels stack in the order of their points, so leader lines do not cross
+    for label in sorted(labels, key=lambda a: (a.xy[0], a.xy[1])):
+        previous = floors.get(id(label.axes))
+        box = text_box(label)
+        if previous is not None and box.x0 < previous.x1 and box.y0 < previous.y0:
+            dx, dy = label.xyann
+            label.xyann = (dx, dy + (previous.y0 - box.y0) * 72 / figure.dpi)
+        for _ in range(40):
+            box = text_box(label).expanded(1.02, 1.1)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            dx, dy = label.xyann
+            label.xyann = (dx, dy + box.height * 72 / figure.dpi)
+        placed.append(text_box(label))
+        floors[id(label.axes)] = placed[-1]
+
+
+LEADER = {"arrowstyle": "-", "color": "0.55", "lw": 0.5, "shrinkA": 0, "shrinkB": 4}
+
+#: thread count -> marker shape (colour tells the files apart)
+THREAD_MARKERS = {1: "o", 2: "s", 3: "v", 4: "^", 6: "p", 8: "D"}
+
+
+def accuracy_vs_latency(data: ReportData):
+    """One panel per device: every measured file at every thread count (colour: format and precision; shape:
+    threads), the Pareto front joined by a line and labelled. The y axis is the whole-test-split accuracy measured
+    at export; a row without it (a file benched from elsewhere with no dataset) is in the table, not on this axis,
+    so a sample's score never sits among test scores."""
     devices = sorted({r["device"] for r in data.deployment if r["p50_ms"] is not None and r["test_acc"] is not None})
     if not devices:
         return None
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(devices), figsize=(6.5 * len(devices), 4.6), squeeze=False)
-    markers = {("onnx", "fp32"): "o", ("onnx", "int8"): "s", ("tflite", "fp32"): "^", ("tflite", "int8"): "D",
-               ("ncnn", "fp32"): "v", ("ncnn", "int8"): "P", ("executorch", "fp32"): "<", ("executorch", "int8"): "X",
-               ("onnx", "fp16"): "h", ("tflite", "fp16"): "d", ("ncnn", "fp16"): "p", ("executorch", "fp16"): ">",
-               ("pytorch", "fp32"): "x"}
+    from matplotlib.lines import Line2D
+
+    figure, axes = plt.subplots(1, len(devices), figsize=(7.2 * len(devices), 4.8), squeeze=False)
+    kinds = sorted({(r["format"], r["precision"]) for r in data.deployment})
+    palette = plt.get_cmap("tab10" if len(kinds) <= 10 else "tab20")
+    colours = {kind: palette(i % palette.N) for i, kind in enumerate(kinds)}
+    labels = []
     for axis, device in zip(axes[0], devices):
         rows = [r for r in data.deployment if r["device"] == device and r["p50_ms"] is not None
                 and r["test_acc"] is not None]
-        for (fmt, precision), marker in markers.items():
-            chosen = [r for r in rows if (r["format"], r["precision"]) == (fmt, precision)]
-            if chosen:
-                axis.scatter([r["p50_ms"] for r in chosen], [100 * r["test_acc"] for r in chosen], marker=marker,
-                             s=46, label=f"{fmt} {precision}", alpha=0.85)
+        threads = sorted({r["threads"] or 1 for r in rows})
+        for row in rows:
+            axis.scatter(row["p50_ms"], 100 * row["test_acc"], s=48, alpha=0.9, color=colours[(row["format"], row["precision"])],
+                         marker=THREAD_MARKERS.get(row["threads"] or 1, "P"), edgecolors="black", linewidths=0.4)
         front = pareto_front([r for r in rows if r["format"] != "pytorch"])
         if front:
-            axis.plot([r["p50_ms"] for r in front], [100 * r["test_acc"] for r in front], "k--", lw=1,
-                      label="Pareto front")
+            axis.plot([r["p50_ms"] for r in front], [100 * r["test_acc"] for r in front], "k--", lw=1)
+            several = len({r["artifact"] for r in rows if r["format"] != "pytorch"}) > 1
             for row in front:
-                axis.annotate(_label(row), (row["p50_ms"], 100 * row["test_acc"]), fontsize=7,
-                              xytext=(4, 4), textcoords="offset points")
-        axis.set_xscale("log")
-        _plain_log_ticks(axis)
-        axis.set_xlabel("p50 latency, batch 1 (ms, log scale)")
+                text = f"{row['artifact'] + '/' if several else ''}{row['file']} t{row['threads']}"
+                labels.append(axis.annotate(text, (row["p50_ms"], 100 * row["test_acc"]), fontsize=7,
+                                            xytext=(6, 5), textcoords="offset points", arrowprops=LEADER))
+        _x_axis(axis, [r["p50_ms"] for r in rows], "p50 latency, batch 1 (ms)")
+        _accuracy_limits(axis, [100 * r["test_acc"] for r in rows])
         axis.set_ylabel("test top-1 (%), whole test split")
         axis.set_title(f"{device}: accuracy vs latency")
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7, loc="lower right")
-    return _png(figure)
+        axis.grid(True, which="major", alpha=0.3)
+        shown = {(r["format"], r["precision"]) for r in rows}
+        handles = [Line2D([], [], linestyle="", marker="o", color=colours[k], markeredgecolor="black",
+                          markeredgewidth=0.4, label=f"{k[0]} {k[1]}") for k in kinds if k in shown]
+        handles += [Line2D([], [], linestyle="", marker=THREAD_MARKERS.get(t, "P"), color="white",
+                           markeredgecolor="black", label=f"{t} thread{'s' * (t > 1)}") for t in threads]
+        handles.append(Line2D([], [], color="black", linestyle="--", lw=1, label="Pareto front"))
+        axis.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    figure.tight_layout()
+    _spread_labels(figure, labels)
+    return figure
 
 
-def accuracy_vs_params(data: ReportData) -> bytes | None:
+def accuracy_vs_params(data: ReportData):
+    """Test accuracy against parameters, one point per finished run: drawn only from two runs on (one point
+    compares nothing)."""
     rows = [r for r in data.accuracy if r["params"] and r["test_acc"] is not None]
-    if not rows:
+    if len(rows) < 2:
         return None
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.5, 4.6))
+    figure, axis = plt.subplots(figsize=(7.2, 4.8))
     for method in sorted({r["method"] for r in rows}):
         chosen = [r for r in rows if r["method"] == method]
         axis.scatter([r["params"] for r in chosen], [100 * r["test_acc"] for r in chosen], label=method, s=46)
-    for row in rows:
-        axis.annotate(row["run"], (row["params"], 100 * row["test_acc"]), fontsize=7, xytext=(4, 4),
-                      textcoords="offset points")
-    axis.set_xscale("log")
-    axis.set_xlabel("parameters (log scale)")
+    labels = [axis.annotate(row["run"], (row["params"], 100 * row["test_acc"]), fontsize=7, xytext=(6, 5),
+                            textcoords="offset points", arrowprops=LEADER) for row in rows]
+    _x_axis(axis, [r["params"] for r in rows], "parameters", ",.0f")
+    _accuracy_limits(axis, [100 * r["test_acc"] for r in rows])
     axis.set_ylabel("test accuracy (%)")
     axis.set_title("accuracy vs parameters")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8)
-    return _png(figure)
+    axis.grid(True, which="major", alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    figure.tight_layout()
+    _spread_labels(figure, labels)
+    return figure
 
 
 def pruning_curves(data: ReportData) -> bytes | None:
@@ -122,7 +203,7 @@ def pruning_curves(data: ReportData) -> bytes | None:
         axis.set_title(f"{kind} pruning")
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
-    return _png(figure)
+    return figure
 
 
 def bit_width_curves(data: ReportData) -> bytes | None:
@@ -149,7 +230,7 @@ def bit_width_curves(data: ReportData) -> bytes | None:
                        f"{settings.get('granularity', '')} (simulated)", fontsize=9)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
-    return _png(figure)
+    return figure
 
 
 PLOTS = {  # file name: (title, function)

@@ -4,7 +4,6 @@ Both text formats come from the same table builders, so the Markdown and the HTM
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -17,7 +16,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.io import atomic_write_bytes, atomic_write_text
 
 from .collect import ReportData, pareto_front
-from .plots import PLOTS
+from .plots import PLOTS, pictures
 
 
 def _pct(value) -> str:
@@ -56,6 +55,28 @@ def deployment_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
              _num(r["peak_rss_mib"], ".1f"), _num(r["micronet"], ".5f"), "★" if id(r) in front else ""]
             for r in data.deployment]
     return columns, rows
+
+
+def devices_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    """Where the measurements were made: each device's CPU, system, Python and runtime versions as its own runner
+    reported them (newest measurement), and the bundle folders it ran."""
+    columns = ["device", "judged by", "arch", "CPU", "system", "Python", "runtimes", "bundle"]
+    rows = [[d["device"], d["judge"], d["arch"] or "–", d["cpu"] or "–", d["system"] or "–", d["python"] or "–",
+             ", ".join(f"{k} {v}" for k, v in d["versions"].items()) or "–", "; ".join(d["bundles"]) or "–"]
+            for d in data.devices]
+    return columns, rows
+
+
+def grouped(rows: list[list[str]], keys: int = 2) -> list[list[str]]:
+    """The first `keys` cells left empty where they repeat the row above, so a device or artifact is named once
+    per group (the CSV keeps every cell)."""
+    shown, previous = [], None
+    for row in rows:
+        head = row[:keys]
+        shown.append(["" if previous is not None and head[:i + 1] == previous[:i + 1] else cell
+                      for i, cell in enumerate(head)] + row[keys:])
+        previous = head
+    return shown
 
 
 def arm_cost_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
@@ -137,9 +158,11 @@ def _html_table(columns: list[str], rows: list[list[str]], table_id: str) -> str
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;margin:1em 0;font-size:13px;display:block;overflow-x:auto;max-width:100%}
+td{white-space:nowrap}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f0f0f0}td:nth-child(-n+3){text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
-.rec{background:#eef7ee;border-left:4px solid #3a3;padding:.5em 1em}.note{color:#555;font-size:13px}"""
+.rec{background:#eef7ee;border-left:4px solid #3a3;padding:.5em 1em}.note{color:#555;font-size:13px}
+figure.plot{margin:.5em 0;overflow-x:auto}figure.plot svg{max-width:100%;height:auto;border:1px solid #ddd}"""
 
 
 def _superseded_note(data) -> str:
@@ -148,10 +171,12 @@ def _superseded_note(data) -> str:
             "left out." if count else "")
 
 
-def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str, str]:
+def render(data: ReportData, images: dict[str, dict[str, bytes]], title: str) -> tuple[str, str]:
     """(markdown, html) of the whole report."""
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    accuracy, deployment, arm = accuracy_table(data), deployment_table(data), arm_cost_table(data)
+    accuracy, arm, devices = accuracy_table(data), arm_cost_table(data), devices_table(data)
+    columns, rows = deployment_table(data)
+    deployment = (columns, grouped(rows))
     recommendations = recommendation_lines(data.recommendations)
     md = [f"# {title}\n", f"edgecnn {__version__}, {stamp}. Sources: {data.sources.get('runs')}, "
           f"{data.sources.get('artifacts')}, {data.sources.get('store')}.\n",
@@ -159,7 +184,7 @@ def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str,
           *[f"- {line}" for line in recommendations], "", "## Deployment\n", _md_table(*deployment),
           NOTES + _superseded_note(data) + "\n",
           "## Cost on the Raspberry Pi CPUs (emulated: aarch64 instructions per inference, one thread)\n",
-          _md_table(*arm), "## Accuracy\n", _md_table(*accuracy)]
+          _md_table(*arm), "## Accuracy\n", _md_table(*accuracy), "## Where it ran\n", _md_table(*devices)]
     if data.bits:
         md += ["## Bit widths (simulated fixed-point quantization: information, not files)\n", _md_table(*bits_table(data))]
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -170,16 +195,18 @@ def render(data: ReportData, images: dict[str, bytes], title: str) -> tuple[str,
             "<h2>Deployment</h2>", _html_table(*deployment, "deployment"),
             f"<p class='note'>{html.escape(NOTES + _superseded_note(data))}</p>",
             "<h2>Cost on the Raspberry Pi CPUs (emulated: aarch64 instructions per inference, one thread)</h2>",
-            _html_table(*arm, "arm-cost"), "<h2>Accuracy</h2>", _html_table(*accuracy, "accuracy")]
+            _html_table(*arm, "arm-cost"), "<h2>Accuracy</h2>", _html_table(*accuracy, "accuracy"),
+            "<h2>Where it ran</h2>", _html_table(*devices, "devices")]
     if data.bits:
         page += ["<h2>Bit widths (simulated fixed-point quantization: information, not files)</h2>",
                  _html_table(*bits_table(data), "bits")]
     for name, (caption, _) in PLOTS.items():
         if name in images:
             md.append(f"## {caption}\n\n![{caption}]({name})\n")
-            encoded = base64.b64encode(images[name]).decode()
-            page.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' "
-                        f"src='data:image/png;base64,{encoded}'>")
+            svg = images[name]["svg"].decode()
+            svg = svg[svg.index("<svg"):]  # inline: the XML prolog and doctype belong to a file, not a page
+            page.append(f"<h2>{html.escape(caption)}</h2><figure class='plot' id='{Path(name).stem}' "
+                        f"aria-label='{html.escape(caption)}'>{svg}</figure>")
     page.append("</body></html>")
     return "\n".join(md), "\n".join(page)
 
@@ -199,10 +226,10 @@ def write_report(data: ReportData, out_dir: str | Path, title: str = "edgecnn re
     if out.exists() and not out.is_dir():
         raise EdgecnnError(f"{out} is a file, not a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
-    images = {name: png for name, (_, draw) in PLOTS.items() if (png := draw(data)) is not None}
+    images = {name: pictures(figure) for name, (_, draw) in PLOTS.items() if (figure := draw(data)) is not None}
     for stale in set(PLOTS) - set(images):
         (out / stale).unlink(missing_ok=True)  # a plot with no data this time must not show last time's picture
-    written = {name: atomic_write_bytes(out / name, png) for name, png in images.items()}
+    written = {name: atomic_write_bytes(out / name, drawn["png"]) for name, drawn in images.items()}
     markdown, page = render(data, images, title)
     written["report.md"] = atomic_write_text(out / "report.md", markdown)
     written["report.html"] = atomic_write_text(out / "report.html", page)

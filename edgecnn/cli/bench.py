@@ -22,7 +22,7 @@ PLAN = BenchPlan()
 
 def bench(
     target: Annotated[list[str] | None, typer.Argument(help="Model files made elsewhere (.onnx, .tflite, .pte), or one bundle folder or .tar.gz.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="Device profile(s), comma-separated; they run at once.")] = "host",
+    device: Annotated[str, typer.Option("--device", help="Device profile(s), comma-separated; SSH devices run at once, the host and emulated boards one after another.")] = "host",
     bundle: Annotated[str | None, typer.Option("--bundle", help="A bundle folder or .tar.gz (default: the newest bundle).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Use the newest export of this model.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset of that export.")] = None,

@@ -56,8 +56,8 @@ def bundle(
     manifest = Manifest.read(folder)
     out.print(f"bundle {folder} ({len(manifest.artifacts)} model files, {manifest.sample['count']} sample "
               f"images){' and ' + str(folder) + '.tar.gz' if archive else ''}", markup=False, highlight=False)
-    out.print("on the device: python runner.py eval | predict IMAGE | bench --threads N", markup=False,
-              highlight=False)
+    out.print(f"to a board: edgecnn deploy --device NAME --bundle {folder} (or with scp: {folder}/README.md)",
+              markup=False, highlight=False, soft_wrap=True)
 
 
 def foreign_export(files: list[str], exports_root: str, dataset: str | None, data_dir: str | None, mean: str | None,

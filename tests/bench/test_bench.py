@@ -235,3 +235,31 @@ def test_a_real_pi_gets_the_files_its_cpu_counts_cheapest_until_it_is_benched(bu
     store.add({"session": "t", "device": "rpi4", "bundle": bundle, "file": "model.int8.tflite", "status": "ok",
                "format": "tflite", "precision": "int8", "judge": "timing", "p50_ms": 3.0})
     assert files_for_device(export_dir, rpi4, store)[0] == ["model.int8.tflite"]  # the board's own timing wins
+
+
+def test_devices_on_this_machines_cores_are_benched_one_after_another(bundle_dir, tmp_path, monkeypatch):
+    """The host and an emulated board both compute on this machine's cores: benched at once, the emulator would
+    slow the host's timings. They take turns; an SSH device (its own CPU) runs beside them."""
+    from edgecnn.bench import harness
+    from edgecnn.bench.options import BenchPlan
+    from edgecnn.devices.profiles import get_profile
+    from edgecnn.export.bundle import Manifest
+
+    spans = {}
+
+    def fake_device(profile, folder, manifest, plan, store, session, tick):
+        start = time.monotonic()
+        time.sleep(0.3)
+        spans[profile.name] = (start, time.monotonic())
+        return harness.DeviceOutcome(profile.name)
+
+    monkeypatch.setattr(harness, "bench_device", fake_device)
+    profiles = [get_profile(name) for name in ("host", "rpi4", "pi4-emulated", "rpi5")]
+    assert [[p.name for p in lane] for lane in harness.lanes(profiles)] == [["host", "pi4-emulated"], ["rpi4"],
+                                                                          ["rpi5"]]
+    _, outcomes = harness.run_bench(profiles, bundle_dir, Manifest.read(bundle_dir), BenchPlan(),
+                                    ResultStore(tmp_path / "bench.sqlite"))
+    assert [o.device for o in outcomes] == ["host", "rpi4", "pi4-emulated", "rpi5"]  # in the order asked
+    host, emulated, board = spans["host"], spans["pi4-emulated"], spans["rpi4"]
+    assert host[1] <= emulated[0] or emulated[1] <= host[0]  # never at the same time
+    assert board[0] < host[1] and host[0] < board[1]  # the SSH device beside the host

@@ -165,3 +165,52 @@ def test_an_export_recorded_before_an_option_existed_is_still_current(pipeline_f
     config = PipelineConfig(export=ExportOptions(formats=("onnx",), int8=True, calib_samples=100))
     assert _export_is_current(folder, checkpoint, config)
     assert not _export_is_current(folder, checkpoint, replace(config, export=replace(config.export, fp16=True)))
+
+
+def test_export_after_the_pipeline_then_pipeline_then_report_no_stale_row_no_double_bench(pipeline_folder, tmp_path):
+    """A user exports again into the pipeline's artifact folder, then runs the pipeline and the report: the export
+    is refused without --force; with it the old bundle goes, the pipeline benches the new bundle once (and never
+    again), and the report shows only the new bundle's rows, saying how many older ones it left out."""
+    from edgecnn.export.options import ExportOptions
+    from edgecnn.pipeline import Hooks, PipelineConfig, run_pipeline
+    from edgecnn.report import collect
+
+    root = _copy_of(pipeline_folder, tmp_path)
+    export = root / "artifacts" / "vgg19-exp8-cifar10-pipeline"
+    stamp = (export / "export.json").stat().st_mtime_ns
+    command = [sys.executable, "-m", "edgecnn", "export", "--run", root / "runs" / "vgg19-exp8-cifar10-pipeline",
+               "--formats", "onnx", "--int8", "--calib-samples", "100", "--out", export, "--data-dir", root / "data"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "--force" in refused.stderr
+    assert (export / "export.json").stat().st_mtime_ns == stamp  # nothing replaced
+    old_bundle = json.loads((export / "bundle" / "manifest.json").read_text())["created"]
+    replaced = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=600)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert json.loads((export / "bundle" / "manifest.json").read_text())["created"] != old_bundle
+
+    store_path = root / "results" / "bench.sqlite"
+    config = PipelineConfig(models=("vgg19-exp8",), dataset="cifar10", threads=(1,), bench_runs=10, bench_warmup=2,
+                            export=ExportOptions(formats=("onnx",), int8=True, calib_samples=100),
+                            data_dir=str(root / "data"), runs_dir=str(root / "runs"),
+                            artifacts_dir=str(root / "artifacts"), store=str(store_path),
+                            report_dir=str(root / "report"), qat_above_pp=None)
+    log, *_ = run_pipeline(config, Hooks())
+    stages = {stage: (status, detail) for _, stage, status, detail in log.entries}
+    assert stages["export"][0] == "skipped" and stages["bundle"][0] == "skipped"  # the user's export is current
+    assert stages["bench host"] == ("done", "3 measurements")  # the new files, measured once
+    rows = ResultStore(store_path).rows()
+    per_bundle = {}
+    for row in rows:
+        per_bundle.setdefault(row["bundle"], []).append((row["file"], row["threads"]))
+    assert len(per_bundle) == 2 and all(len(v) == len(set(v)) == 3 for v in per_bundle.values())
+
+    data = collect(runs_dir=root / "runs", artifacts_dir=root / "artifacts", store=ResultStore(store_path))
+    assert data.sources["superseded_measurements"] == 3
+    assert len(data.deployment) == 3 and {r["artifact"] for r in data.deployment} == {export.name}
+    assert all(r["test_acc"] is not None and r["bytes"] for r in data.deployment if r["format"] != "pytorch")
+    [pick] = data.recommendations
+    assert pick["candidates"] == 2  # the new fp32 and int8 files: no stale row counted
+
+    log, *_ = run_pipeline(config, Hooks())  # and once more: nothing benched twice
+    assert all(status == "skipped" for _, stage, status, _ in log.entries if stage != "report")
+    assert ResultStore(store_path).rows() == rows

@@ -13,7 +13,7 @@ from PIL import Image
 
 from edgecnn.bench.store import ResultStore
 from edgecnn.report import collect, write_report
-from edgecnn.report.collect import micronet_score, pareto_front, recommend
+from edgecnn.report.collect import ReportData, micronet_score, pareto_front, recommend
 
 CHROMIUM = shutil.which("chromium-headless-shell") or shutil.which("chromium")
 
@@ -83,11 +83,24 @@ def test_report_tables_come_from_the_store_runs_and_exports(written):
 
 def test_plots_are_real_pictures(written):
     *_, files, _ = written
-    for name in ("accuracy_vs_latency.png", "accuracy_vs_params.png"):
-        image = np.asarray(Image.open(files[name]).convert("L"))
-        assert image.shape[0] > 200 and image.shape[1] > 300
-        assert (image < 128).mean() > 0.01  # axes, labels and points, not a blank canvas
+    image = np.asarray(Image.open(files["accuracy_vs_latency.png"]).convert("L"))
+    assert image.shape[0] > 200 and image.shape[1] > 300
+    assert (image < 128).mean() > 0.01  # axes, labels and points, not a blank canvas
     assert "pruning.png" not in files  # no pruned run here: no empty picture either
+    assert "accuracy_vs_params.png" not in files  # one run: one point compares nothing
+
+
+def test_the_page_names_where_it_ran_and_each_group_once(written):
+    root, _, data, files, _ = written
+    [host] = data.devices
+    assert host["device"] == "host" and host["cpu"] and host["versions"]["onnxruntime"] and host["python"]
+    assert host["bundles"] == [str(root / "artifacts" / "vgg19-exp8-cifar10-pipeline" / "bundle")]
+    markdown = files["report.md"].read_text()
+    where = markdown[markdown.index("## Where it ran"):]
+    assert host["cpu"] in where and f"onnxruntime {host['versions']['onnxruntime']}" in where
+    deployment = markdown[markdown.index("## Deployment"):markdown.index("## Cost on")]
+    assert deployment.count("vgg19-exp8-cifar10-pipeline") == 1  # the artifact named once for its rows
+    assert deployment.count("| host |") == 1
 
 
 def test_report_cli_writes_the_same_report(written, tmp_path):
@@ -104,32 +117,102 @@ def test_report_cli_writes_the_same_report(written, tmp_path):
 
 
 PROBE = """<script>window.addEventListener('load', () => {
-  const images = [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
+  const plots = [...document.querySelectorAll('figure.plot')].map(f => {
+    const svg = f.querySelector('svg'), box = svg.getBoundingClientRect();
+    const texts = [...svg.querySelectorAll('text')].filter(t => t.textContent.trim()).map(t => {
+      const r = t.getBoundingClientRect(); return [t.textContent.trim(), r.left, r.top, r.right, r.bottom]; });
+    const points = svg.querySelectorAll('g[id^="PathCollection"] use').length;
+    return {id: f.id, width: box.width, height: box.height, texts, points};
+  });
   const tables = [...document.querySelectorAll('table')].map(t => [t.id, t.rows.length, t.getBoundingClientRect().width]);
   const probe = document.createElement('pre'); probe.id = 'probe';
-  probe.textContent = JSON.stringify({images, tables}); document.body.appendChild(probe);
+  probe.textContent = JSON.stringify({plots, tables}); document.body.appendChild(probe);
 });</script></body>"""
 
 
-def test_the_html_page_renders_in_a_real_browser(written, tmp_path):
+def browser_probe(page_path, tmp_path) -> dict:
+    """The page as headless Chromium lays it out: each plot's size, its labels' boxes and its drawn points."""
     assert CHROMIUM, "scripts/setup.sh installs Debian's chromium-headless-shell"
-    *_, files, _ = written
     page = tmp_path / "probe.html"
-    page.write_text(files["report.html"].read_text().replace("</body>", PROBE))
+    page.write_text(page_path.read_text().replace("</body>", PROBE))
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
-    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run([*flags, "--window-size=1280,1600", "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    probe = json.loads(dom.stdout.split('<pre id="probe">')[1].split("</pre>")[0].replace("&quot;", '"'))
-    assert len(probe["images"]) == 2 and all(ok and w > 300 and h > 200 for ok, w, h in probe["images"])
+    text = dom.stdout.split('<pre id="probe">')[1].split("</pre>")[0]
+    return json.loads(text.replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+
+
+def overlapping_labels(texts, slack: float = 1.0) -> list[tuple[str, str]]:
+    """Pairs of text boxes that cover each other by more than `slack` pixels both ways."""
+    pairs = []
+    for i, (a, *box_a) in enumerate(texts):
+        for b, *box_b in texts[i + 1:]:
+            width = min(box_a[2], box_b[2]) - max(box_a[0], box_b[0])
+            height = min(box_a[3], box_b[3]) - max(box_a[1], box_b[1])
+            if width > slack and height > slack:
+                pairs.append((a, b))
+    return pairs
+
+
+def test_the_html_page_renders_in_a_real_browser(written, tmp_path):
+    *_, files, _ = written
+    probe = browser_probe(files["report.html"], tmp_path)
+    [plot] = probe["plots"]  # accuracy vs latency (one run: no parameters plot)
+    assert plot["id"] == "accuracy_vs_latency" and plot["width"] > 300 and plot["height"] > 200
+    assert plot["points"] >= 3  # every measured file is drawn, not an empty frame
+    labels = [t[0] for t in plot["texts"]]
+    assert "1 thread" in labels and "test top-1 (%), whole test split" in labels
+    assert overlapping_labels(plot["texts"]) == [], "labels overlap in the browser"
     tables = {name: (rows, width) for name, rows, width in probe["tables"]}
-    assert tables["deployment"][0] == 4 and tables["accuracy"][0] == 2  # header + rows
+    assert tables["deployment"][0] == 4 and tables["accuracy"][0] == 2 and tables["devices"][0] == 2  # header + rows
     assert all(width > 300 for _, width in tables.values())
     shot = tmp_path / "report.png"
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
     done = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,1600", files["report.html"].as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (1600, 1280) and pixels.std() > 10  # text, tables and plots drawn, not a blank page
+
+
+def crowded_report() -> ReportData:
+    """Eight files on one device's Pareto front, each a hair slower and more accurate than the last: their labels
+    all want the same spot; two thread counts, a 0.14 pp spread of accuracy."""
+    rows = []
+    for i in range(8):
+        row = _row("host", "exp13", 1.0 + 0.01 * i, 0.9 + 0.0002 * i, fmt=("onnx", "tflite")[i % 2],
+                   threads=1 + i % 2)
+        row.update(file=f"model.fp32.form{i}.{row['format']}", form=f"form{i}", bytes=1000, test_top5=None,
+                   p99_ms=None, peak_rss_mib=50.0, micronet=None, judge="timing", emulated_ms=None)
+        rows.append(row)
+    return ReportData(deployment=rows)
+
+
+def test_accuracy_axis_has_a_minimum_span_and_threads_have_their_own_markers():
+    from edgecnn.report import plots
+
+    figure = plots.accuracy_vs_latency(crowded_report())
+    axis = figure.axes[0]
+    low, high = axis.get_ylim()
+    assert high - low >= plots.MIN_ACCURACY_SPAN and low < 90.0 and 90.14 < high  # 0.14 pp is not a full axis
+    assert axis.get_xscale() == "linear"  # 1.00-1.07 ms: a log axis would only crowd its labels
+    shapes = {len(c.get_paths()[0].vertices) for c in axis.collections}  # circle (1 thread) vs square (2)
+    assert len(shapes) == 2
+    legend = [t.get_text() for t in axis.get_legend().get_texts()]
+    assert "1 thread" in legend and "2 threads" in legend and "onnx fp32" in legend
+
+
+def test_the_browser_check_finds_overlapping_labels(tmp_path, monkeypatch):
+    from edgecnn.report import plots
+
+    spread = write_report(crowded_report(), tmp_path / "spread")
+    [plot] = browser_probe(spread["report.html"], tmp_path)["plots"]
+    assert plot["points"] == 8 and overlapping_labels(plot["texts"]) == []
+    monkeypatch.setattr(plots, "_spread_labels", lambda figure, labels: None)  # matplotlib's own placement
+    crowded = write_report(crowded_report(), tmp_path / "crowded")
+    [plot] = browser_probe(crowded["report.html"], tmp_path)["plots"]
+    assert len(overlapping_labels(plot["texts"])) >= 5  # the check sees what a reader would
 
 
 def test_paper_rows_apply_only_to_trained_three_channel_cifar_runs():
