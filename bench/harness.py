@@ -50,20 +50,32 @@ class DeviceOutcome:
 
 
 def locate_bundle(bundle: str | None, model: str | None, dataset: str | None, exports_root: str | Path,
-                  data_dir: str | None = None, note: Callable[[str], None] = lambda text: None) -> tuple[Path, Path | None]:
-    """(bundle folder, the export folder it came from if known) for `edgecnn bench`: a bundle folder, a .tar.gz
-    (unpacked into the cache, see export.bundle.unpack_cached), the newest export of `model`, or, with neither,
-    the newest bundle under `exports_root` (`note` says which). A missing bundle of a found export is built."""
+                  data_dir: str | None = None, note: Callable[[str], None] = lambda text: None,
+                  device: str | None = None) -> tuple[Path, Path | None]:
+    """(bundle folder, the export folder it came from if known) for `edgecnn bench` and `deploy`: a bundle folder,
+    a .tar.gz (unpacked into the cache, see export.bundle.unpack_cached), the newest export of `model`, or, with
+    neither, the newest bundle under `exports_root` (`note` says which). For one `device`, an export's
+    bundle-<device> (`edgecnn bundle --device`) is taken over its plain bundle. A missing bundle of a found export
+    is built."""
     from edgecnn.export.bundle import make_bundle, newest_bundle, unpack_cached
     from edgecnn.export.record import ExportRecord
     from edgecnn.io import cache_dir
 
+    def own(export_dir: Path) -> Path | None:
+        chosen = export_dir / f"bundle-{device}" if device else None
+        return chosen if chosen and (chosen / "manifest.json").is_file() else None
+
     if bundle is None and model is None:
         folder = newest_bundle(exports_root)
+        export_dir = folder.parent if ExportRecord.exists(folder.parent) else None
+        folder = (export_dir and own(export_dir)) or folder
         note(f"using the newest bundle, {folder} (--bundle or --model to choose)")
-        return folder, folder.parent if ExportRecord.exists(folder.parent) else None
+        return folder, export_dir
     if bundle is None:
         export_dir = ExportRecord.find(model, dataset, exports_root).folder
+        if own(export_dir):
+            note(f"using {own(export_dir)}, the bundle made for {device}")
+            return own(export_dir), export_dir
         folder = export_dir / "bundle"
         if not (folder / "manifest.json").is_file():
             note(f"no bundle in {export_dir}; building it")

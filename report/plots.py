@@ -70,38 +70,72 @@ def _log_x(axis, formatter) -> None:
 
 
 def _spread_labels(figure, labels: list) -> None:
-    """Move point labels up, one line at a time, until none overlaps another label or a labelled point
-    (matplotlib places them blindly); a thin leader line joins each label to its point."""
+    """Place each point label where it covers no other label, no labelled point, no title or legend, inside its
+    panel: above its point first (stacked in the order of the points, so leader lines do not cross), then below
+    it, on the left side when the right one runs out of the panel. matplotlib itself places them blindly; a thin
+    leader line joins each label to its point."""
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
     renderer = figure.canvas.get_renderer()
+    points_per_pixel = 72 / figure.dpi
 
     def text_box(label):  # the words alone: an Annotation's own extent includes its leader line
+        label.update_positions(renderer)  # where its xyann puts it now (matplotlib updates it only when drawing)
         return Text.get_window_extent(label, renderer)
 
     placed = []
+    for axis in {id(label.axes): label.axes for label in labels}.values():  # what no label may cover
+        placed.append(axis.title.get_window_extent(renderer))
+        if axis.get_legend():
+            placed.append(axis.get_legend().get_window_extent(renderer))
     for label in labels:  # the points themselves: a label must not hide one
         x, y = label.axes.transData.transform(label.xy)
         placed.append(Bbox([[x - 5, y - 5], [x + 5, y + 5]]))
-    floors = {}  # per panel, labels stack in the order of their points, so leader lines do not cross
+    previous_of = {}  # per panel, the label placed last
     for label in sorted(labels, key=lambda a: (a.xy[0], a.xy[1])):
-        previous = floors.get(id(label.axes))
-        box = text_box(label)
-        if previous is not None and box.x0 < previous.x1 and box.y0 < previous.y0:
-            dx, dy = label.xyann
-            label.xyann = (dx, dy + (previous.y0 - box.y0) * 72 / figure.dpi)
-        for _ in range(40):
-            box = text_box(label).expanded(1.02, 1.1)
-            if not any(box.overlaps(other) for other in placed):
+        panel = label.axes.get_window_extent(renderer)
+        height = text_box(label).height * points_per_pixel
+        previous = previous_of.get(id(label.axes))
+
+        def fits(box, above: bool) -> bool:
+            inside = panel.x0 <= box.x0 and box.x1 <= panel.x1 and panel.y0 <= box.y0 and box.y1 <= panel.y1
+            ordered = (not above or previous is None or box.x0 >= previous.x1 or box.x1 <= previous.x0
+                       or box.y0 >= previous.y0)  # stacked in the order of the points: leader lines do not cross
+            return inside and ordered and not any(box.expanded(1.02, 1.1).overlaps(other) for other in placed)
+
+        chosen = False
+        for side in ("left", "right"):  # ha="left": the text starts right of its point
+            label.set_horizontalalignment(side)
+            dx = 6 if side == "left" else -6
+            for dy in [5 + k * height for k in range(40)] + [-5 - (k + 1) * height for k in range(40)]:
+                label.xyann = (dx, dy)
+                if fits(text_box(label), dy > 0):
+                    chosen = True
+                    break
+            if chosen:
                 break
-            dx, dy = label.xyann
-            label.xyann = (dx, dy + box.height * 72 / figure.dpi)
+        if not chosen:  # a panel too full for every label: above its point, at the first free spot
+            label.set_horizontalalignment("left")
+            for k in range(80):
+                label.xyann = (6, 5 + k * height)
+                if not any(text_box(label).expanded(1.02, 1.1).overlaps(other) for other in placed):
+                    break
         placed.append(text_box(label))
-        floors[id(label.axes)] = placed[-1]
+        previous_of[id(label.axes)] = placed[-1]
 
 
 LEADER = {"arrowstyle": "-", "color": "0.55", "lw": 0.5, "shrinkA": 0, "shrinkB": 4}
+
+def _owner(row: dict, rows: list[dict]) -> str:
+    """How a label names the model of its file, when a panel has several: the zoo's short name (exp13 for
+    resnet101-exp13) when that tells the artifacts apart, else the artifact folder."""
+    artifacts = {r["artifact"] for r in rows if r["format"] != "pytorch"}
+    if len(artifacts) < 2:
+        return ""
+    models = {r["artifact"]: str(r.get("model") or r["artifact"]).removeprefix("resnet101-") for r in rows}
+    return f"{models[row['artifact']]}: " if len(set(models.values())) == len(models) else f"{row['artifact']}: "
+
 
 #: thread count -> marker shape (colour tells the files apart)
 THREAD_MARKERS = {1: "o", 2: "s", 3: "v", 4: "^", 6: "p", 8: "D"}
@@ -133,9 +167,8 @@ def accuracy_vs_latency(data: ReportData):
         front = pareto_front([r for r in rows if r["format"] != "pytorch"])
         if front:
             axis.plot([r["p50_ms"] for r in front], [100 * r["test_acc"] for r in front], "k--", lw=1)
-            several = len({r["artifact"] for r in rows if r["format"] != "pytorch"}) > 1
             for row in front:
-                text = f"{row['artifact'] + '/' if several else ''}{row['file']} t{row['threads']}"
+                text = f"{_owner(row, rows)}{row['file'].removeprefix('model.')} t{row['threads']}"
                 labels.append(axis.annotate(text, (row["p50_ms"], 100 * row["test_acc"]), fontsize=7,
                                             xytext=(6, 5), textcoords="offset points", arrowprops=LEADER))
         _x_axis(axis, [r["p50_ms"] for r in rows], "p50 latency, batch 1 (ms)")

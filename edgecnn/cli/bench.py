@@ -84,7 +84,8 @@ def bench(
     elif mean or std or layout:
         raise EdgecnnError("--mean, --std and --layout describe model files made elsewhere; name the files")
     folder, export_dir = locate_bundle(bundle, model, dataset, exports_root, data_dir,
-                                       note=lambda text: err.print(text, highlight=False, markup=False))
+                                       note=lambda text: err.print(text, highlight=False, markup=False),
+                                       device=profiles[0].name if len(profiles) == 1 else None)
     manifest = Manifest.read(folder)  # every sha256, once, before anything runs
     plan = BenchPlan(runs=runs, warmup=warmup, threads=thread_counts, formats=chosen_formats,
                      precisions=tuple(precision.split(",")) if precision else None, sample=sample, timeout=timeout,

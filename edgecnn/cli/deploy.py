@@ -38,11 +38,7 @@ def deploy(
     if workdir:
         profile = dataclasses.replace(profile, workdir=workdir)
     note = lambda text: err.print(text, highlight=False, markup=False)  # noqa: E731
-    folder, export_dir = locate_bundle(bundle, model, dataset, exports_root, note=note)
-    own = export_dir / f"bundle-{device}" if export_dir and not bundle else None
-    if own and (own / "manifest.json").is_file():
-        folder = own
-        note(f"using {own}, the bundle chosen for {device}")
+    folder, _ = locate_bundle(bundle, model, dataset, exports_root, note=note, device=device)
     deployment = install(profile, folder, Manifest.read(folder), timeout=timeout)
     if as_json:
         print(json.dumps(deployment.as_dict(), indent=2))

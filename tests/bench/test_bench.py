@@ -263,3 +263,20 @@ def test_devices_on_this_machines_cores_are_benched_one_after_another(bundle_dir
     host, emulated, board = spans["host"], spans["pi4-emulated"], spans["rpi4"]
     assert host[1] <= emulated[0] or emulated[1] <= host[0]  # never at the same time
     assert board[0] < host[1] and host[0] < board[1]  # the SSH device beside the host
+
+
+def test_one_device_gets_the_bundle_made_for_it(exported, trained_run, tmp_path):
+    """`edgecnn bundle --device rpi4` writes bundle-rpi4; bench and deploy on rpi4 alone take it, others the plain
+    bundle."""
+    from edgecnn.bench.harness import locate_bundle
+    from edgecnn.export.bundle import make_bundle
+
+    export = tmp_path / "artifacts" / "run"
+    shutil.copytree(exported[1], export, ignore=shutil.ignore_patterns("bundle*"))
+    make_bundle(export, export / "bundle", sample=10, data_dir=trained_run[1], archive=False)
+    make_bundle(export, export / "bundle-rpi4", sample=10, data_dir=trained_run[1], archive=False,
+                files=["model.int8.tflite"])
+    root = tmp_path / "artifacts"
+    assert locate_bundle(None, None, None, root, device="rpi4")[0] == export / "bundle-rpi4"
+    assert locate_bundle(None, None, None, root, device="rpi5")[0] == export / "bundle"
+    assert locate_bundle(None, None, None, root)[0] == export / "bundle"
