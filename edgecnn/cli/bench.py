@@ -104,7 +104,8 @@ def bench(
                           "rows": [{k: v for k, v in r.items() if k != "predictions"} for r in rows],
                           "errors": errors}, indent=2))
     else:
-        out.print(_table(rows, session))
+        if rows:  # a device that failed before measuring anything has only its error line below
+            out.print(_table(rows, session))
         for row in rows:
             for name, instructions, share in row.get("profile") or []:
                 out.print(f"{row['device']} {row['file']}: {share:6.1%} {instructions / 1e6:7.2f} M  {name}",
