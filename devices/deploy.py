@@ -60,8 +60,9 @@ def deploy(profile: DeviceProfile, folder: Path, manifest: Manifest, timeout: fl
                                              *([first_runtime] if first_runtime else [])]))
     chosen = shlex.quote((runnable or list(needs))[0])
     limit = f" --limit {profile.sample}" if profile.sample else ""  # an emulated board scores a smaller sample
+    runs = " --runs 20 --warmup 3" if profile.counts_instructions else ""  # and runs at a hundredth of the speed
     example = manifest.example.get("image")
     commands += [f"{python} runner.py verify", f"{python} runner.py eval{limit}",
                  *([f"{python} runner.py predict {shlex.quote(example)} --model {chosen}"] if example else []),
-                 f"{python} runner.py bench {chosen} --threads {max(profile.threads)}"]
+                 f"{python} runner.py bench {chosen} --threads {max(profile.threads)}{runs}"]
     return Deployment(profile.name, str(folder), path, transport.login(), commands, runnable, missing, verified)

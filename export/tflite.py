@@ -124,6 +124,8 @@ def export_int8(model: torch.nn.Module, path: str | Path, in_chans: int, calibra
             if on_batch:
                 on_batch(len(images[start:start + CALIBRATION_BATCH]))
     quantized = convert_pt2e(prepared, fold_quantize=False)
+    for module in quantized.modules():  # captured from an eval-mode model, but a GraphModule says "training"
+        module.training = False  # (litert-torch would warn); exported modules refuse .eval() itself
     edge = litert_torch.convert(quantized, (_example(in_chans, layout),),
                                 quant_config=QuantConfig(pt2e_quantizer=quantizer))
     _write(edge, path)
