@@ -31,8 +31,7 @@ class LocalTransport(Transport):
         verifies there, else copied into a staging folder that replaces the old one only once complete."""
         from edgecnn.export.runner import RunnerError, verify_bundle
 
-        if not name or name.startswith(".") or "/" in name:
-            raise EdgecnnError(f"bundle name {name!r} cannot be a folder name")
+        self.check_bundle_name(name)
         workdir = Path(os.path.expanduser(self.workdir))
         target = workdir / name
         try:

@@ -87,8 +87,7 @@ class SshTransport(Transport):
         that name that the runner verifies is this bundle already and is used as it is; otherwise the archive is
         unpacked into a folder of its own (two benches at once never share one) that replaces the old one only
         once complete."""
-        if not name or name.startswith(".") or "/" in name:
-            raise EdgecnnError(f"bundle name {name!r} cannot be a folder name on the device")
+        self.check_bundle_name(name)
         workdir = self.workdir
         target = f"{workdir.rstrip('/')}/{name}"
         final = quote_remote(target)

@@ -64,6 +64,12 @@ class Transport(ABC):
     def workdir(self) -> str:
         return self.profile.workdir or DEFAULT_WORKDIR
 
+    @staticmethod
+    def check_bundle_name(name: str) -> None:
+        """A bundle's folder name on the device: one plain path component, never a hidden or nested one."""
+        if not name or name.startswith(".") or "/" in name:
+            raise EdgecnnError(f"bundle name {name!r} cannot be a folder name on the device")
+
     @abstractmethod
     def put_bundle(self, folder: Path, name: str) -> str:
         """Make a verified bundle folder available on the device for a bench; returns its path there."""

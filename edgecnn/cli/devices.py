@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from edgecnn.devices.transport import DEFAULT_WORKDIR
+
 from .console import out
 from .options import JsonOpt
 
@@ -52,7 +54,7 @@ def add(
     ssh_user: Annotated[str, typer.Option("--ssh-user", help="Only if not set in ~/.ssh/config.")] = "",
     ssh_port: Annotated[int | None, typer.Option("--ssh-port", min=1, max=65535)] = None,
     python: Annotated[str, typer.Option(help="Python command on the device.")] = "python3",
-    workdir: Annotated[str, typer.Option(help="Work folder on the device.")] = "~/edgecnn-bench",
+    workdir: Annotated[str, typer.Option(help="Work folder on the device.")] = DEFAULT_WORKDIR,
     threads: Annotated[str, typer.Option(help="Comma list of thread counts to sweep.")] = "1,2,4",
     runtimes: Annotated[str, typer.Option(help="Comma list: onnxruntime, litert.")] = "onnxruntime,litert",
     description: Annotated[str, typer.Option(help="What the board is.")] = "",
